@@ -1,0 +1,3 @@
+"""wall_robots: see the package README."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""wall_tokenizer: see the package README."""
+
+__version__ = "0.1.0"
