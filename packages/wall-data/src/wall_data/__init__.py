@@ -1,3 +1,28 @@
-"""wall_data: see the package README."""
+"""wall_data: LeRobot v3.0/v2.1 datasets from local folders, statistics, normalisers, embodiments, mixtures."""
+
+from .embodiment import EmbodimentRegistry, EmbodimentSpec, PaddedSpace, default_registry
+from .layout import DatasetFormatError, validate_v30
+from .mixture import VQADataset, WeightedMixture
+from .reader import LeRobotDataset
+from .stats import FeatureStats, Normalizer, StatsAccumulator, compute_stats, load_stats, save_stats
+from .writer import LeRobotWriter
 
 __version__ = "0.1.0"
+__all__ = [
+    "DatasetFormatError",
+    "EmbodimentRegistry",
+    "EmbodimentSpec",
+    "FeatureStats",
+    "LeRobotDataset",
+    "LeRobotWriter",
+    "Normalizer",
+    "PaddedSpace",
+    "StatsAccumulator",
+    "VQADataset",
+    "WeightedMixture",
+    "compute_stats",
+    "default_registry",
+    "load_stats",
+    "save_stats",
+    "validate_v30",
+]
