@@ -129,7 +129,7 @@ def test_writer_rejects_bad_frames(tmp_path, make_toy):
     w = wd.LeRobotWriter(tmp_path / "w", fps=10, features={"action": {"dtype": "float32", "shape": [2]}})
     with pytest.raises(ValueError, match="NaN/inf at frame 0 of episode 0"):
         w.add_frame({"action": [np.nan, 0]})
-    with pytest.raises(ValueError, match=r"expects shape \[2\], got \(3,\)"):
+    with pytest.raises(ValueError, match="expects shape"):
         w.add_frame({"action": [1.0, 2.0, 3.0]})
     with pytest.raises(KeyError, match="lacks features"):
         w.add_frame({})
