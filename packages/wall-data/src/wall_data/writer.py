@@ -99,9 +99,13 @@ class LeRobotWriter:
             raise KeyError(f"frame lacks features {missing}; every frame needs all of {list(self.features)}")
         clean: dict[str, Any] = {}
         for key in self.value_keys:
-            arr = np.asarray(frame[key], dtype=self.features[key]["dtype"]).reshape(
-                self.features[key]["shape"]
-            )
+            arr = np.asarray(frame[key], dtype=self.features[key]["dtype"])
+            if arr.size != int(np.prod(self.features[key]["shape"])):
+                raise ValueError(
+                    f"feature {key!r} expects shape {self.features[key]['shape']}, got {arr.shape} "
+                    f"(frame {len(self._episode)} of episode {len(self._episodes)})"
+                )
+            arr = arr.reshape(self.features[key]["shape"])
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 raise ValueError(
                     f"feature {key!r} has NaN/inf at frame {len(self._episode)} of episode {len(self._episodes)}"
