@@ -1,3 +1,44 @@
-"""wall_robots: see the package README."""
+"""wall_robots: the Robot protocol with safety limits, MetaWorld demos, closed-loop eval, policy serving.
+
+Simulator and server pieces live behind extras (``[metaworld]``, ``[server]``, ``[plot]``) and are imported
+lazily: ``from wall_robots import MetaWorldEnv`` only needs MetaWorld when you touch it.
+"""
+
+from importlib import import_module
+from typing import Any
+
+from .robot import FakeRobot, Policy, Robot, RobotNotConnectedError, SafeRobot, SafetyLimits, Spec
+from .rollout import ActionChunker, EpisodeResult, EvalReport, evaluate, write_report
 
 __version__ = "0.1.0"
+_LAZY = {
+    "MetaWorldEnv": "sim_metaworld",
+    "ScriptedExpert": "sim_metaworld",
+    "generate_demos": "sim_metaworld",
+    "instruction_for": "sim_metaworld",
+    "PolicyServer": "serving",
+    "PolicyClient": "serving",
+    "packb": "serving",
+    "unpackb": "serving",
+}
+__all__ = [
+    "ActionChunker",
+    "EpisodeResult",
+    "EvalReport",
+    "FakeRobot",
+    "Policy",
+    "Robot",
+    "RobotNotConnectedError",
+    "SafeRobot",
+    "SafetyLimits",
+    "Spec",
+    "evaluate",
+    "write_report",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'wall_robots' has no attribute {name!r}")
