@@ -5,6 +5,7 @@ import threading
 import msgpack
 import numpy as np
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 import wall_robots as wr
@@ -73,13 +74,13 @@ def test_malformed_and_oversize_messages_close_only_that_client(server):
             ws.send(bad)
             err = ws.recv()
             assert isinstance(err, str) and len(err) > 10
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 ws.recv()
             assert ws.close_code == 1011
     with connect(f"ws://127.0.0.1:{server.port}", max_size=None) as ws:
         ws.recv()
         ws.send(b"\x00" * (2**20 + 10))
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             ws.recv()
         assert ws.close_code == 1009  # message too big
     with pytest.raises(RuntimeError, match="KeyError"):

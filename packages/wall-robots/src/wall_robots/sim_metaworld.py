@@ -91,7 +91,7 @@ class MetaWorldEnv:
     ) -> tuple[dict[str, Any], float, bool, dict[str, Any]]:
         """Step; ``render=False`` skips the camera (~60 ms per frame on 2 CPU cores) when nobody looks."""
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        obs, reward, terminated, truncated, info = self.env.step(a)
+        obs, reward, _terminated, _truncated, info = self.env.step(a)
         self._obs = obs
         return self._observation(obs, render), float(reward), bool(info.get("success", 0.0)), info
 
