@@ -108,3 +108,14 @@ def test_vqa_corpus(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"image": "missing.png", "question": "q", "answer": "a"}))
     with pytest.raises(FileNotFoundError, match="line 1"):
         wd.VQADataset(tmp_path / "bad.jsonl")
+
+
+def test_indexed_mixture_is_a_pure_function_of_index(tmp_path, make_toy):
+    a = wd.LeRobotDataset(make_toy(tmp_path / "a", video=False, image=False), action_horizon=2)
+    b = wd.LeRobotDataset(make_toy(tmp_path / "b", video=False, image=False, episodes=1), action_horizon=2)
+    mix = wd.IndexedMixture({"a": a, "b": b}, {"a": 1.0, "b": 3.0}, seed=7)
+    names = [mix[i]["dataset"] for i in range(2000)]
+    assert abs(names.count("b") / 2000 - 0.75) < 0.04
+    again = wd.IndexedMixture({"a": a, "b": b}, {"a": 1.0, "b": 3.0}, seed=7)
+    for i in (0, 5, 1999):
+        assert torch.equal(mix[i]["action"], again[i]["action"]) and mix[i]["dataset"] == again[i]["dataset"]

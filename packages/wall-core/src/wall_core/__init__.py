@@ -1,3 +1,28 @@
-"""wall_core: see the package README."""
+"""wall_core: the Wall-OSS-0.5 VLA — backbones, Mixture-of-Transformers action expert, gradient-bridged
+objective, Lightning training, the ``wall`` CLI and the embedded MetaWorld default."""
+
+from .backbones import BackboneAdapter, create_backbone, list_backbones, register_backbone
+from .model import SEG, WallBatch, WallOutput, WallVLA, WallVLAConfig, flow_mask, prefix_mask
+from .objective import ObjectiveOutput, WallObjective, loss_terms
+from .policy import WallPolicy
+from .processor import WallProcessor
 
 __version__ = "0.1.0"
+__all__ = [
+    "SEG",
+    "BackboneAdapter",
+    "ObjectiveOutput",
+    "WallBatch",
+    "WallObjective",
+    "WallOutput",
+    "WallPolicy",
+    "WallProcessor",
+    "WallVLA",
+    "WallVLAConfig",
+    "create_backbone",
+    "flow_mask",
+    "list_backbones",
+    "loss_terms",
+    "prefix_mask",
+    "register_backbone",
+]

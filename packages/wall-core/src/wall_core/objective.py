@@ -67,13 +67,23 @@ class WallObjective(nn.Module):
         names = {"mm_ce": "text", "disc_ce": "action", "flow": "flow"}
         return tuple(names[k] for k, w in self.weights.items() if w > 0)
 
-    def terms(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
-        out = model(batch, bridge=self.bridge, bridge_scale=self.bridge_scale, compute=self._compute())
+    def terms(
+        self, model: nn.Module, batch: Any, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """Unweighted terms. With ``generator``, flow times and noise are drawn from it (reproducible steps)."""
+        kw: dict[str, Any] = {}
+        if generator is not None and self.weights["flow"] > 0:
+            x1 = batch.actions
+            kw["t"] = model.time_sampler.sample(x1.shape[0], generator=generator).to(x1.device)
+            kw["noise"] = torch.randn(x1.shape, generator=generator).to(x1.device, x1.dtype)
+        out = model(batch, bridge=self.bridge, bridge_scale=self.bridge_scale, compute=self._compute(), **kw)
         need = tuple(k for k, w in self.weights.items() if w > 0)
         return loss_terms(out, self.flow_space, need)
 
-    def forward(self, model: nn.Module, batch: Any) -> ObjectiveOutput:
-        terms = self.terms(model, batch)
+    def forward(
+        self, model: nn.Module, batch: Any, generator: torch.Generator | None = None
+    ) -> ObjectiveOutput:
+        terms = self.terms(model, batch, generator)
         if not terms:
             raise ValueError("the batch supervises none of the enabled objective terms")
         loss = sum(self.weights[k] * v for k, v in terms.items())

@@ -2,7 +2,7 @@
 
 from .embodiment import EmbodimentRegistry, EmbodimentSpec, PaddedSpace, default_registry
 from .layout import DatasetFormatError, validate_v30
-from .mixture import VQADataset, WeightedMixture
+from .mixture import IndexedMixture, VQADataset, WeightedMixture
 from .reader import LeRobotDataset
 from .stats import FeatureStats, Normalizer, StatsAccumulator, compute_stats, load_stats, save_stats
 from .writer import LeRobotWriter
@@ -13,6 +13,7 @@ __all__ = [
     "EmbodimentRegistry",
     "EmbodimentSpec",
     "FeatureStats",
+    "IndexedMixture",
     "LeRobotDataset",
     "LeRobotWriter",
     "Normalizer",

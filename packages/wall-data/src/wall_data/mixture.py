@@ -128,3 +128,45 @@ class VQADataset(Dataset):
             "task": row["question"],
             "dataset": self.name,
         }
+
+
+class IndexedMixture(Dataset):
+    """Map-style weighted mixture whose sample ``i`` is a pure function of ``(seed, i)``.
+
+    Useful for exactly resumable training: a run that stops after N samples continues with index N and
+    draws exactly what an uninterrupted run would have drawn. Each sample gets ``dataset`` = its source.
+    """
+
+    def __init__(
+        self,
+        datasets: Mapping[str, Dataset],
+        weights: Mapping[str, float] | None = None,
+        seed: int = 0,
+        length: int = 10**9,
+    ) -> None:
+        weights = dict(weights or dict.fromkeys(datasets, 1.0))
+        if set(weights) != set(datasets) or not datasets:
+            raise KeyError(
+                f"weights name {sorted(weights)} but datasets are {sorted(datasets)}; give one weight per dataset"
+            )
+        total = sum(weights.values())
+        if total <= 0 or any(w < 0 for w in weights.values()):
+            raise ValueError(f"mixture weights must be >= 0 with a positive sum, got {weights}")
+        self.names = list(datasets)
+        self.datasets = [datasets[n] for n in self.names]
+        self.cum = np.cumsum([weights[n] / total for n in self.names])
+        self.seed, self.length = seed, length
+        for name, ds in zip(self.names, self.datasets):
+            if len(ds) == 0:  # type: ignore[arg-type]
+                raise ValueError(f"dataset {name!r} in the mixture is empty")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, int(i)])
+        k = min(int(np.searchsorted(self.cum, rng.random(), side="right")), len(self.names) - 1)
+        ds = self.datasets[k]
+        sample = dict(ds[int(rng.integers(len(ds)))])  # type: ignore[arg-type]
+        sample["dataset"] = self.names[k]
+        return sample

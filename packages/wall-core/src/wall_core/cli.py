@@ -1,0 +1,161 @@
+"""The ``wall`` command line: train, eval, serve, fit-tokenizer, stats, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+logger = logging.getLogger("wall")
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False)],
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import load_config, train
+
+    cfg = load_config(args.config, args.overrides)
+    train(cfg)
+    logger.info("policy exported to %s", Path(cfg.out_dir) / "policy")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import wall_robots
+
+    from .policy import WallPolicy
+
+    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode)
+    report = wall_robots.evaluate(
+        policy, args.tasks, args.episodes, execute_steps=args.execute_steps, max_steps=args.max_steps
+    )
+    md = wall_robots.write_report(report, args.out)
+    logger.info("success %.0f%%; report %s", 100 * report.success_rate, md)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import wall_robots
+
+    from .policy import WallPolicy
+
+    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode)
+    meta = {"action_horizon": policy.model.config.action_horizon}
+    server = wall_robots.PolicyServer(policy, host=args.host, port=args.port, metadata=meta)
+    logger.info("serving %s on ws://%s:%d (openpi protocol)", args.policy, args.host, args.port)
+    server.serve_forever()
+    return 0
+
+
+def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
+    import wall_data
+
+    from .training import fit_action_tokenizer
+
+    stats = wall_data.load_stats(Path(args.dataset) / "meta" / "stats.json")
+    options = json.loads(args.options) if args.options else {}
+    tok = fit_action_tokenizer([args.dataset], stats, args.horizon, args.kind, args.max_chunks, **options)
+    tok.save(args.out)
+    logger.info("%s tokenizer (vocab %d) saved to %s", args.kind, tok.vocab_size, args.out)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    import wall_data
+
+    ds = wall_data.LeRobotDataset(args.dataset, cameras=[])
+    stats = wall_data.compute_stats(
+        {k: v.reshape(len(v), -1) for k, v in ds.arrays.items() if v.dtype.kind == "f"}
+    )
+    out = Path(args.out or Path(args.dataset) / "meta" / "stats.json")
+    wall_data.save_stats(stats, out)
+    logger.info("stats for %s written to %s", sorted(stats), out)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoConfig, run_demo
+
+    kw = {"out": args.out}
+    if args.mode:
+        kw["policy_mode"] = args.mode
+    if args.objective:
+        kw["objective"] = json.loads(args.objective)
+    cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
+    result = run_demo(cfg)
+    logger.info("success rate %.0f%% — see %s", 100 * result["success_rate"], Path(cfg.out) / "report.md")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wall", description="Wall-OSS-0.5 toolkit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train from a YAML config with dotted overrides (key=value)")
+    t.add_argument("config", nargs="?")
+    t.add_argument("overrides", nargs="*")
+    t.set_defaults(fn=cmd_train)
+    e = sub.add_parser("eval", help="closed-loop MetaWorld evaluation of a saved policy")
+    e.add_argument("--policy", required=True)
+    e.add_argument("--tasks", nargs="+", default=["reach-v3"])
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--execute-steps", type=int, default=8)
+    e.add_argument("--max-steps", type=int, default=150)
+    e.add_argument("--mode", default="flow", choices=["flow", "discrete"])
+    e.add_argument("--out", default="runs/eval")
+    e.set_defaults(fn=cmd_eval)
+    s = sub.add_parser("serve", help="serve a saved policy over openpi's websocket protocol")
+    s.add_argument("--policy", required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--mode", default="flow", choices=["flow", "discrete"])
+    s.set_defaults(fn=cmd_serve)
+    f = sub.add_parser("fit-tokenizer", help="fit an action tokenizer on a LeRobot dataset")
+    f.add_argument("--dataset", required=True)
+    f.add_argument("--out", required=True)
+    f.add_argument("--kind", default="fast", choices=["fast", "bins", "rvq"])
+    f.add_argument("--horizon", type=int, default=16)
+    f.add_argument("--max-chunks", type=int, default=4000)
+    f.add_argument("--options", help='JSON, e.g. \'{"scale": 10, "vocab_size": 512}\'')
+    f.set_defaults(fn=cmd_fit_tokenizer)
+    st = sub.add_parser("stats", help="(re)compute meta/stats.json of a LeRobot dataset")
+    st.add_argument("--dataset", required=True)
+    st.add_argument("--out")
+    st.set_defaults(fn=cmd_stats)
+    d = sub.add_parser(
+        "demo", help="the embedded default: MetaWorld demos -> train -> closed-loop eval -> report"
+    )
+    d.add_argument("--quick", action="store_true", help="3-minute smoke version")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--mode", choices=["flow", "discrete"], help="which action head the evaluated policy uses")
+    d.add_argument(
+        "--objective",
+        help='JSON weights, e.g. \'{"w_mm": 0, "w_disc": 0, "w_flow": 1}\' (flow-only ablation)',
+    )
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.fn(args)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        logger.error("%s: %s", type(e).__name__, e)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Thin Lightning wrappers: the module receives a model + objective; the data module wraps wall-data."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+import wall_data
+
+from ..objective import WallObjective
+from ..processor import WallProcessor
+from .optim import OptimConfig, build_optimizer
+
+__all__ = ["WallDataModule", "WallLightningModule"]
+logger = logging.getLogger(__name__)
+
+
+class WallLightningModule(L.LightningModule):
+    """``training_step`` = objective(model, batch) with flow noise drawn from a per-step generator, so a
+    resumed run reproduces an uninterrupted one. Logs the total and every objective term."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        objective: WallObjective,
+        optim: OptimConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.model, self.objective, self.optim_cfg, self.seed = model, objective, optim or OptimConfig(), seed
+        self.history: list[dict[str, float]] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.global_step))
+        out = self.objective(self.model, batch, generator=gen)
+        bs = batch.batch_size
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=bs)
+        for k, v in out.terms.items():
+            self.log(f"train/{k}", v, prog_bar=True, batch_size=bs)
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self._trainer is not None else float("nan")
+        self.history.append(
+            {
+                "step": int(self.global_step),
+                "lr": lr,
+                "loss": out.loss.item(),
+                **{k: float(v) for k, v in out.terms.items()},
+            }
+        )
+        return out.loss
+
+    def configure_optimizers(self) -> Any:
+        opt, sched = build_optimizer(self.model, self.optim_cfg)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return (
+            batch.to(device)
+            if hasattr(batch, "to")
+            else super().transfer_batch_to_device(batch, device, dataloader_idx)
+        )
+
+
+class WallDataModule(L.LightningDataModule):
+    """LeRobot datasets (+ optional VQA corpora) mixed by weight with :class:`wall_data.IndexedMixture`.
+
+    Samples are a pure function of their global index and the loader is a torchdata ``StatefulDataLoader``
+    whose position Lightning stores in the checkpoint, so resuming continues the exact sample stream.
+    """
+
+    def __init__(
+        self,
+        datasets: list[dict[str, Any]],
+        processor: WallProcessor,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        action_horizon: int = 16,
+        cameras: list[str] | None = None,
+        image_size: int | None = None,
+        seed: int = 0,
+        max_steps: int = 1000,
+    ) -> None:
+        super().__init__()
+        self.specs, self.processor = datasets, processor
+        self.batch_size, self.num_workers, self.seed, self.max_steps = (
+            batch_size,
+            num_workers,
+            seed,
+            max_steps,
+        )
+        self.action_horizon, self.cameras, self.image_size = action_horizon, cameras, image_size
+        self.mixture: Dataset | None = None
+
+    def build_datasets(self) -> dict[str, Dataset]:
+        out: dict[str, Dataset] = {}
+        for spec in self.specs:
+            kind = spec.get("kind", "lerobot")
+            name = spec.get("name") or f"{kind}{len(out)}"
+            size = (self.image_size, self.image_size) if self.image_size else None
+            if kind == "lerobot":
+                out[name] = wall_data.LeRobotDataset(
+                    spec["root"],
+                    action_horizon=self.action_horizon,
+                    cameras=self.cameras,
+                    image_size=size,
+                    name=name,
+                )
+            elif kind == "vqa":
+                out[name] = wall_data.VQADataset(spec["root"], image_size=size, name=name)
+            else:
+                raise ValueError(f"dataset kind must be 'lerobot' or 'vqa', got {kind!r} for {name}")
+        return out
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.mixture is None:
+            dsets = self.build_datasets()
+            weights = {
+                spec.get("name") or f"{spec.get('kind', 'lerobot')}{i}": float(spec.get("weight", 1.0))
+                for i, spec in enumerate(self.specs)
+            }
+            self.mixture = wall_data.IndexedMixture(
+                dsets, weights, seed=self.seed, length=(self.max_steps + 1) * self.batch_size
+            )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.mixture is not None
+        # a stateful loader: Lightning checkpoints its position, so a resumed run continues the exact stream
+        return StatefulDataLoader(
+            self.mixture,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=self.processor,
+        )
