@@ -59,6 +59,7 @@ class LeRobotDataset(Dataset):
         image_size: (h, w) to resize camera frames to, or None to keep the stored size.
         episodes: subset of episode indices to expose.
         name: label put in every sample's ``dataset`` field (default: folder name).
+        video_cache_mb: decoded-frame cache per video file (LRU over episode segments).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class LeRobotDataset(Dataset):
         episodes: list[int] | None = None,
         name: str | None = None,
         tolerance_s: float = 1e-4,
+        video_cache_mb: int = 512,
     ) -> None:
         self.root = Path(root)
         self.info = load_info(self.root)
@@ -93,6 +95,7 @@ class LeRobotDataset(Dataset):
         self._load_data(episodes)
         self._check(tolerance_s)
         self._videos: dict[tuple[str, int, int], VideoReader] = {}
+        self.video_cache_bytes = video_cache_mb * 2**20
 
     # --- loading ----------------------------------------------------------------------------------------------
     def _load_metadata(self) -> None:
@@ -241,7 +244,7 @@ class LeRobotDataset(Dataset):
             path = self.root / self.info["video_path"].format(video_key=key, episode_chunk=c, episode_index=e)
         reader = self._videos.get((key, c, f))
         if reader is None:
-            reader = self._videos[(key, c, f)] = VideoReader(path, self.fps)
+            reader = self._videos[(key, c, f)] = VideoReader(path, self.fps, self.video_cache_bytes)
         seg = reader.segment(start, end)
         if len(seg) != ep["length"]:
             raise DatasetFormatError(

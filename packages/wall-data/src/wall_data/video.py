@@ -1,5 +1,6 @@
-"""Video encode/decode with PyAV (FFmpeg). Decoding keeps a small LRU cache of decoded episode segments so
-sequential access decodes each frame once; random access costs one segment decode per cache miss."""
+"""Video encode/decode with PyAV (FFmpeg). Decoding keeps an LRU cache of decoded episode segments, bounded
+in bytes, so each frame is decoded once while the working set fits (small training images always do);
+beyond the budget, random access costs one segment decode per cache miss."""
 
 from __future__ import annotations
 
@@ -50,12 +51,13 @@ class VideoEncoder:
 class VideoReader:
     """Frames of one mp4 file by timestamp, decoding [from, to) segments at a time."""
 
-    def __init__(self, path: Path, fps: float, cache_segments: int = 4) -> None:
+    def __init__(self, path: Path, fps: float, cache_bytes: int = 512 * 2**20) -> None:
         if not path.is_file():
             raise DatasetFormatError(f"missing video file {path}; the dataset is partial")
         self.path, self.fps = path, fps
         self._cache: OrderedDict[tuple[float, float], np.ndarray] = OrderedDict()
-        self._cache_size = cache_segments
+        self._cache_bytes = cache_bytes
+        self._cached = 0
 
     def segment(self, start: float, end: float) -> np.ndarray:
         """All frames with start <= pts time < end, as [N, h, w, 3] uint8."""
@@ -84,6 +86,7 @@ class VideoReader:
             raise DatasetFormatError(f"video {self.path} has no frames in [{start:.3f}, {end:.3f}) s")
         arr = np.stack(frames)
         self._cache[key] = arr
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cached += arr.nbytes
+        while self._cached > self._cache_bytes and len(self._cache) > 1:
+            self._cached -= self._cache.popitem(last=False)[1].nbytes
         return arr
