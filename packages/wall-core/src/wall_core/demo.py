@@ -167,7 +167,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     policy, module = train(train_cfg)
     timings["train_s"] = time.perf_counter() - t0
-    policy.mode = cfg.policy_mode
     if cfg.policy_mode == "discrete":
         policy = type(policy).from_pretrained(out / "train" / "policy", mode="discrete")
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import msgpack
 import numpy as np
-import websockets
 from websockets.asyncio.server import serve
 from websockets.sync.client import connect
 
@@ -204,6 +203,3 @@ class PolicyClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-ConnectionClosed = websockets.exceptions.ConnectionClosed
