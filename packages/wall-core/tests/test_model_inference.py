@@ -24,6 +24,31 @@ def test_cached_and_uncached_chunks_match(setup, method, steps):
     assert torch.all(a[..., 4:] == 0)  # padded DOFs stay at the normalised zero
 
 
+def test_incremental_decoding_matches_full_recompute(setup):
+    model, proc, samples = setup
+    batch = _inference_batch(proc, samples)
+    new = torch.tensor([model.host_vocab_size + 3, model.host_vocab_size + 7])
+    with torch.no_grad():
+        inc = model.extend_prefix(model.prefix_forward(batch), new)
+        full = model.prefix_forward(
+            type(batch)(
+                torch.cat([batch.input_ids, new[:, None]], 1),
+                torch.cat([batch.valid, torch.ones(2, 1, dtype=torch.bool)], 1),
+                torch.cat([batch.segment, torch.full((2, 1), 4)], 1),
+                torch.cat([batch.labels, torch.full((2, 1), -100)], 1),
+                batch.images,
+                batch.image_valid,
+                batch.state,
+                batch.actions,
+                batch.action_mask,
+                batch.dof_mask,
+            )  # fmt: skip
+        )
+    torch.testing.assert_close(inc.hidden[:, -1], full.hidden[:, -1], atol=1e-5, rtol=1e-5)
+    for (k1, v1), (k2, v2) in zip(inc.kv, full.kv):
+        torch.testing.assert_close(k1, k2, atol=1e-5, rtol=1e-5)
+
+
 def test_discrete_path_reproduces_overfit_tokens(setup):
     model, proc, samples = setup
     batch = proc(samples[:1])

@@ -125,26 +125,44 @@ class WallVLA(nn.Module):
             emb = emb.masked_scatter(is_state[..., None], proj[rows])
         return emb
 
-    def prefix_forward(self, batch: WallBatch) -> PrefixCache:
+    def _backbone_layers(
+        self, h: Tensor, positions: Tensor, mask: Tensor, past: list[tuple[Tensor, Tensor]] | None = None
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """Run the backbone layers on ``h`` [B, n, W]; with ``past`` the new rows attend to cached K/V too."""
         bb = self.backbone
-        h = self.embed_prefix(batch)
-        valid = batch.valid
-        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
         cos, sin = bb.rope(h, positions)
-        mask = prefix_mask(valid)
         kv = []
         b, n, _ = h.shape
-        for layer in bb.layers:
+        for i, layer in enumerate(bb.layers):
             x = layer.input_layernorm(h)
             att = layer.self_attn
             q = att.q_proj(x).view(b, n, -1, bb.head_dim).transpose(1, 2)
             k = att.k_proj(x).view(b, n, -1, bb.head_dim).transpose(1, 2)
             v = att.v_proj(x).view(b, n, -1, bb.head_dim).transpose(1, 2)
             q, k = bb.apply_rope(q, k, cos, sin)
+            if past is not None:
+                k, v = torch.cat([past[i][0], k], dim=2), torch.cat([past[i][1], v], dim=2)
             kv.append((k, v))
             h = h + att.o_proj(joint_attention(q, k, v, mask))
             h = h + layer.mlp(layer.post_attention_layernorm(h))
-        return PrefixCache(bb.decoder.norm(h), kv, positions, valid, batch.segment)
+        return bb.decoder.norm(h), kv
+
+    def prefix_forward(self, batch: WallBatch) -> PrefixCache:
+        valid = batch.valid
+        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
+        hidden, kv = self._backbone_layers(self.embed_prefix(batch), positions, prefix_mask(valid))
+        return PrefixCache(hidden, kv, positions, valid, batch.segment)
+
+    def extend_prefix(self, cache: PrefixCache, token_ids: Tensor, segment: int = SEG.ACTION) -> PrefixCache:
+        """Append one token per row [B] to a cached prefix (incremental decoding); ``hidden`` is the new row only."""
+        b = token_ids.shape[0]
+        ones = torch.ones(b, 1, dtype=torch.bool, device=token_ids.device)
+        valid = torch.cat([cache.valid, ones], dim=1)
+        pos = cache.positions.max(dim=1, keepdim=True).values + 1
+        h = self.backbone.embed_tokens(token_ids[:, None])
+        hidden, kv = self._backbone_layers(h, pos, valid[:, None, None, :], past=cache.kv)
+        seg = torch.cat([cache.segment, torch.full_like(token_ids[:, None], segment)], dim=1)
+        return PrefixCache(hidden, kv, torch.cat([cache.positions, pos], dim=1), valid, seg)
 
     # --- flow slots (expert rows) -----------------------------------------------------------------------------
     def flow_forward(
@@ -243,7 +261,8 @@ class WallVLA(nn.Module):
 
     @torch.no_grad()
     def generate_action_tokens(self, batch: WallBatch, max_new_tokens: int = 64) -> list[list[int]]:
-        """Greedy decoding of discrete action tokens (host ids mapped back to action ids), until <|im_end|>."""
+        """Greedy decoding of discrete action tokens (host ids mapped back to action ids), until <|im_end|>,
+        with an incremental KV cache."""
         if not self.config.num_action_tokens:
             raise RuntimeError("this model has no discrete action vocabulary (num_action_tokens=0)")
         eos = self.ids["<|im_end|>"]
@@ -251,9 +270,9 @@ class WallVLA(nn.Module):
         b = batch.batch_size
         done = torch.zeros(b, dtype=torch.bool, device=batch.input_ids.device)
         out: list[list[int]] = [[] for _ in range(b)]
-        cur = batch
+        cache = self.prefix_forward(batch)
+        hidden = cache.hidden[:, -1]
         for _ in range(max_new_tokens):
-            hidden = self.prefix_forward(cur).hidden[:, -1]
             logits = self.backbone.lm_head(hidden)
             allowed = torch.full_like(logits, float("-inf"))
             allowed[:, lo:hi] = 0
@@ -265,11 +284,6 @@ class WallVLA(nn.Module):
             done |= nxt == eos
             if done.all():
                 break
-            ones = torch.ones(b, 1, dtype=torch.bool, device=nxt.device)
-            cur = WallBatch(
-                torch.cat([cur.input_ids, nxt[:, None]], 1), torch.cat([cur.valid, ones], 1),
-                torch.cat([cur.segment, torch.full_like(nxt[:, None], SEG.ACTION)], 1),
-                torch.cat([cur.labels, torch.full_like(nxt[:, None], -100)], 1), cur.images, cur.image_valid,
-                cur.state, cur.actions, cur.action_mask, cur.dof_mask,
-            )  # fmt: skip
+            cache = self.extend_prefix(cache, nxt)  # KV cache: one new row per step, no re-run of the prefix
+            hidden = cache.hidden[:, -1]
         return out

@@ -95,11 +95,13 @@ class WallDataModule(L.LightningDataModule):
         self.action_horizon, self.cameras, self.image_size = action_horizon, cameras, image_size
         self.mixture: Dataset | None = None
 
+    def names(self) -> list[str]:
+        return [spec.get("name") or f"{spec.get('kind', 'lerobot')}{i}" for i, spec in enumerate(self.specs)]
+
     def build_datasets(self) -> dict[str, Dataset]:
         out: dict[str, Dataset] = {}
-        for spec in self.specs:
+        for name, spec in zip(self.names(), self.specs):
             kind = spec.get("kind", "lerobot")
-            name = spec.get("name") or f"{kind}{len(out)}"
             size = (self.image_size, self.image_size) if self.image_size else None
             if kind == "lerobot":
                 out[name] = wall_data.LeRobotDataset(
