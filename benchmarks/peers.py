@@ -96,7 +96,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--build", action="store_true", help="create the LeRobot venv first (downloads ~5 GB)")
     ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--quick", action="store_true", help="fewer samples (500)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.samples = min(args.samples, 500)
     if args.build:
         build()
     result: dict = {"machine": machine_info()}

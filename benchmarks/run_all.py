@@ -14,7 +14,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from _common import machine_info  # noqa: E402
 
-AREAS = ["tokenizer", "data", "flow", "inference", "training"]
+AREAS = ["tokenizer", "data", "flow", "inference", "training", "peers"]  # peers: LeRobot venv if built
 
 
 def main(argv: list[str] | None = None) -> dict:
