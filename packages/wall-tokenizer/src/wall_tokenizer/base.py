@@ -40,8 +40,22 @@ class EncodeStats:
     per_chunk_clipped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def as_chunks(chunks: Any, action_dim: int | None = None, horizon: int | None = None) -> np.ndarray:
-    """Validate and return ``chunks`` as float64 ``[B, H, D]`` (a single ``[H, D]`` chunk gets a batch axis)."""
+def check_finite(arr: np.ndarray) -> None:
+    """Raise a ValueError naming the first NaN/inf in ``arr``."""
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+        raise ValueError(
+            f"action chunks contain NaN or inf (first at index {bad}); clean or mask them before tokenizing"
+        )
+
+
+def as_chunks(
+    chunks: Any, action_dim: int | None = None, horizon: int | None = None, finite: bool = True
+) -> np.ndarray:
+    """Validate and return ``chunks`` as float64 ``[B, H, D]`` (a single ``[H, D]`` chunk gets a batch axis).
+
+    ``finite=False`` skips the NaN/inf check for callers that detect it more cheaply on their own result
+    (and then call :func:`check_finite` for the message)."""
     arr = np.asarray(chunks)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise TypeError(f"action chunks must be a numeric array, got dtype {arr.dtype}")
@@ -54,11 +68,8 @@ def as_chunks(chunks: Any, action_dim: int | None = None, horizon: int | None = 
         )
     if arr.size == 0:
         raise ValueError(f"action chunks are empty (shape {arr.shape}); pass at least one step of one DOF")
-    if not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0].tolist()
-        raise ValueError(
-            f"action chunks contain NaN or inf (first at index {bad}); clean or mask them before tokenizing"
-        )
+    if finite:
+        check_finite(arr)
     if action_dim is not None and arr.shape[2] != action_dim:
         raise ValueError(
             f"tokenizer was fitted for action_dim={action_dim}, got chunks with D={arr.shape[2]}"
@@ -78,6 +89,36 @@ def as_token_lists(tokens: Any) -> list[np.ndarray]:
     if seqs and np.isscalar(seqs[0]):
         return [np.asarray(seqs, dtype=np.int64)]
     return [np.asarray(s, dtype=np.int64).reshape(-1) for s in seqs]
+
+
+def flatten_tokens(tokens: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`as_token_lists`, but return all ids concatenated (int64) and the length of each sequence."""
+    if isinstance(tokens, np.ndarray) and tokens.ndim == 2:
+        lengths = np.full(tokens.shape[0], tokens.shape[1], dtype=np.int64)
+        return _as_ids(tokens.reshape(-1)), lengths
+    seqs = as_token_lists(tokens) if not isinstance(tokens, list | tuple) else tokens
+    if seqs and np.isscalar(seqs[0]):
+        seqs = [seqs]
+    if not len(seqs):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+    try:
+        flat = np.concatenate(seqs)
+    except ValueError:  # mixed ranks, e.g. [1, n] arrays next to flat ones
+        flat = np.concatenate([np.ravel(s) for s in seqs])
+    if flat.ndim != 1 or flat.size != lengths.sum():
+        raise ValueError("token sequences must be flat lists or 1-D arrays of ids, one per chunk")
+    return _as_ids(flat), lengths
+
+
+def _as_ids(arr: np.ndarray) -> np.ndarray:
+    """int64 ids; integral floats are accepted (e.g. ids that went through a float tensor), others refused."""
+    integral = np.issubdtype(arr.dtype, np.integer) or (
+        np.issubdtype(arr.dtype, np.floating) and np.array_equal(arr, np.round(arr))
+    )
+    if arr.size and not integral:
+        raise TypeError(f"token ids must be integers, got dtype {arr.dtype} with non-integral values")
+    return arr.astype(np.int64, copy=False)
 
 
 class ActionTokenizer:

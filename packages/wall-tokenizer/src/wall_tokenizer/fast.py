@@ -11,48 +11,95 @@ the reference processor (``physical-intelligence/fast``), all deliberate:
 * A malformed token sequence decodes to a chunk of the right shape with ``valid=False``: present
   coefficients are kept and missing high-frequency ones are zero (a low-pass approximation), never a silent
   all-zeros chunk.
-* Everything is batched: one DCT over ``[B, H, D]``, a numpy code-point table and ``encode_batch``.
+* Everything is batched.  BPE training uses ``tokenizers``' ``BpeTrainer``; encoding applies the learned merge
+  table to the whole batch in numpy (:mod:`wall_tokenizer._bpe`), with ids identical to ``tokenizers``'
+  own ``encode`` (property-tested); decoding spells tokens out sparsely into one coefficient matrix.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.fft
 from tokenizers import Tokenizer, models, trainers
 
-from .base import ActionTokenizer, DecodeResult, EncodeStats, as_chunks, as_token_lists
+from ._bpe import BatchBPE, SymbolTable
+from .base import ActionTokenizer, DecodeResult, EncodeStats, as_chunks, check_finite, flatten_tokens
 
 __all__ = ["FASTTokenizer"]
+logger = logging.getLogger(__name__)
+Backend = Literal["auto", "numpy", "tokenizers"]
 
 _PUA_START = 0xE000  # Unicode private-use area: 6400 code points that no text tokenizer treats specially
 _PUA_SIZE = 6400
 
+# Settings under which tokenizers' BPE encodes a word exactly by its merge table (what BatchBPE reproduces).
+_PLAIN_BPE = {
+    "dropout": None,
+    "unk_token": None,
+    "continuing_subword_prefix": None,
+    "end_of_word_suffix": None,
+    "fuse_unk": False,
+    "byte_fallback": False,
+    "ignore_merges": False,
+}
+
+
+@lru_cache(maxsize=32)
+def _dct_matrix(h: int) -> np.ndarray:
+    """Orthonormal DCT-II matrix C [h, h]: coefficients = C @ x over time (C.T inverts it)."""
+    c = scipy.fft.dct(np.eye(h), type=2, axis=0, norm="ortho")
+    c.setflags(write=False)
+    return c
+
 
 class FASTTokenizer(ActionTokenizer):
-    """DCT + BPE tokenizer. ``scale`` sets quantisation (error ≈ 0.5/scale per coefficient)."""
+    """DCT + BPE tokenizer. ``scale`` sets quantisation (error ≈ 0.5/scale per coefficient).
+
+    ``backend`` picks the BPE encoder: ``"numpy"`` (batched, exact), ``"tokenizers"`` (``encode_batch``) or
+    ``"auto"`` (numpy whenever the merge table allows it, which every table ``fit`` has produced in our tests).
+    Both give the same ids.
+    """
 
     name = "fast"
 
-    def __init__(self, scale: float = 10.0, vocab_size: int = 1024, min_frequency: int = 2) -> None:
+    def __init__(
+        self, scale: float = 10.0, vocab_size: int = 1024, min_frequency: int = 2, backend: Backend = "auto"
+    ) -> None:
         super().__init__()
         if scale <= 0:
             raise ValueError(f"scale must be > 0, got {scale}")
+        if backend not in ("auto", "numpy", "tokenizers"):
+            raise ValueError(f"backend must be 'auto', 'numpy' or 'tokenizers', got {backend!r}")
         self.scale = float(scale)
         self.vocab_size = int(vocab_size)
         self.min_frequency = int(min_frequency)
+        self.backend: Backend = backend
         self.min_token: int = 0
         self.max_token: int = 0
         self._bpe: Tokenizer | None = None
-        self._id_to_str: list[str] = []
+        self._batch: BatchBPE | None = None
+        self._spell: SymbolTable | None = None
+        self._sym_to_id = np.zeros(0, dtype=np.int32)
+        self._identity_alphabet = False
+        self._idct_cache: tuple[Any, np.ndarray] = (None, np.zeros(0))
+        self._dct_cache: tuple[Any, np.ndarray] = (None, np.zeros(0))
 
     # --- numeric transform ---------------------------------------------------------------------------------
     def _coefficients(self, chunks: np.ndarray) -> np.ndarray:
-        """[B, H, D] -> rounded int coefficients [B, H*D], frequency-major (all DOFs' DC terms first)."""
-        coef = scipy.fft.dct(chunks, type=2, axis=1, norm="ortho") * self.scale
-        return np.rint(coef).astype(np.int64).reshape(len(chunks), -1)
+        """[B, H, D] -> rounded coefficients [B, H*D] (float64, integral), frequency-major: all DOFs' DC terms
+        first."""
+        key = (chunks.shape[1], self.scale)
+        if self._dct_cache[0] != key:
+            self._dct_cache = (key, _dct_matrix(chunks.shape[1]) * self.scale)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf are reported by the caller
+            coef = np.matmul(self._dct_cache[1], chunks)
+        return np.rint(coef, out=coef).reshape(len(chunks), -1)
 
     def _to_strings(self, q: np.ndarray) -> list[str]:
         codes = (q - self.min_token + _PUA_START).astype("<u4")
@@ -63,6 +110,7 @@ class FASTTokenizer(ActionTokenizer):
         """Fit the coefficient range and the BPE merges on chunks [N, H, D]."""
         arr = as_chunks(chunks)
         q = self._coefficients(arr)
+        q = q.astype(np.int64)
         lo, hi = int(q.min()), int(q.max())
         alphabet = hi - lo + 1
         if alphabet > _PUA_SIZE:
@@ -90,55 +138,100 @@ class FASTTokenizer(ActionTokenizer):
         return self
 
     def _set_bpe(self, bpe: Tokenizer) -> None:
+        """Build the numpy encoder and the sparse spelling table from a trained ``tokenizers`` BPE."""
         self._bpe = bpe
-        vocab = bpe.get_vocab()
-        self._id_to_str = [""] * (max(vocab.values()) + 1)
-        for tok, idx in vocab.items():
-            self._id_to_str[idx] = tok
-        self.vocab_size = len(self._id_to_str)
+        spec = json.loads(bpe.to_str())
+        model = spec["model"]
+        vocab: dict[str, int] = model["vocab"]
+        self.vocab_size = max(vocab.values()) + 1
+        n_sym = self.max_token - self.min_token + 1
+        spellings: list[list[int]] = [[] for _ in range(self.vocab_size)]
+        readable = np.zeros(self.vocab_size, dtype=bool)
+        for text, idx in vocab.items():
+            codes = [ord(ch) - _PUA_START for ch in text]
+            if codes and all(0 <= c < n_sym for c in codes):
+                spellings[idx], readable[idx] = codes, True
+        values = np.arange(self.min_token, self.max_token + 1, dtype=np.float64)
+        self._spell = SymbolTable(spellings, values, readable)
+        alphabet = [chr(_PUA_START + i) for i in range(n_sym)]
+        self._batch, why = None, ""
+        if any(spec.get(k) for k in ("normalizer", "pre_tokenizer", "added_tokens")):
+            why = "the tokenizer has a normalizer, pre-tokenizer or added tokens"
+        elif model.get("type") != "BPE" or any(model.get(k, v) != v for k, v in _PLAIN_BPE.items()):
+            why = f"BPE options { ({k: model.get(k) for k in _PLAIN_BPE}) } are not plain"
+        elif not all(ch in vocab for ch in alphabet):
+            why = "the vocabulary lacks some alphabet symbols"
+        else:
+            pairs = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
+            try:
+                merges = [(vocab[a], vocab[b], vocab[a + b]) for a, b in pairs]
+            except KeyError as err:
+                raise ValueError(f"BPE merge {err} names a token missing from the vocabulary") from err
+            self._batch = BatchBPE.from_merges(merges, self.vocab_size)
+            why = "" if self._batch else "its merge table consumes a token before its last producer"
+        if why:
+            logger.info("FAST: numpy BPE encoder not used (%s); encoding with tokenizers", why)
+            if self.backend == "numpy":
+                raise ValueError(f"backend='numpy' cannot encode this BPE model exactly: {why}")
+        self._sym_to_id = np.array([vocab.get(ch, -1) for ch in alphabet], dtype=np.int32)
+        self._identity_alphabet = bool((self._sym_to_id == np.arange(n_sym)).all())
 
     def encode(self, chunks: np.ndarray) -> list[np.ndarray]:
         """Encode chunks [B, H, D] (or one [H, D]) to one int64 id array per chunk."""
         self._require_fitted()
-        arr = as_chunks(chunks, self.action_dim, self.horizon)
+        arr = as_chunks(chunks, self.action_dim, self.horizon, finite=False)
         q = self._coefficients(arr)
-        clipped = (q < self.min_token) | (q > self.max_token)
-        per_chunk = clipped.sum(axis=1)
+        lo, hi = self.min_token, self.max_token
+        row_min, row_max = q.min(axis=1), q.max(axis=1)
+        if not (np.isfinite(row_min).all() and np.isfinite(row_max).all()):
+            # a NaN/inf anywhere in a column makes its DC coefficient (all-positive weights) non-finite
+            check_finite(arr)
+            raise ValueError("action chunks are too large to tokenize (DCT overflow); normalise them first")
+        per_chunk = np.zeros(len(q), dtype=np.int64)
+        out_of_range = np.flatnonzero((row_min < lo) | (row_max > hi))
+        if out_of_range.size:
+            rows = q[out_of_range]
+            per_chunk[out_of_range] = np.count_nonzero((rows < lo) | (rows > hi), axis=1)
+            q[out_of_range] = np.clip(rows, lo, hi)
         self.last_stats = EncodeStats(
             clipped_values=int(per_chunk.sum()),
-            clipped_chunks=int((per_chunk > 0).sum()),
+            clipped_chunks=int(np.count_nonzero(per_chunk)),
             chunks=len(q),
             per_chunk_clipped=per_chunk,
         )
-        q = np.clip(q, self.min_token, self.max_token)
+        if self._batch is not None and self.backend != "tokenizers":
+            buf = self._batch.buffer(*q.shape)
+            if self._identity_alphabet:
+                np.subtract(q, lo, out=buf[:, :-1], casting="unsafe")
+            else:
+                buf[:, :-1] = self._sym_to_id[(q - lo).astype(np.int64)]
+            return self._batch.encode_buffer(buf)
         assert self._bpe is not None
+        q = q.astype(np.int64)
         encs = self._bpe.encode_batch(self._to_strings(q), add_special_tokens=False)
         return [np.asarray(e.ids, dtype=np.int64) for e in encs]
 
     def decode(self, tokens: Any, horizon: int | None = None, action_dim: int | None = None) -> DecodeResult:
-        """Decode id sequences to chunks [B, H, D]; ``valid[b]`` is False for malformed sequences."""
+        """Decode id sequences to chunks [B, H, D]; ``valid[b]`` is False for malformed sequences.
+
+        A sequence is malformed when it holds unknown ids or spells more or fewer than H*D coefficients; it
+        still decodes to [H, D]: the coefficients it spells are kept in place (low frequencies first), missing
+        ones are zero and surplus ones are dropped.
+        """
         self._require_fitted()
         h = horizon or self.horizon
         d = action_dim or self.action_dim
-        assert h is not None and d is not None
-        seqs = as_token_lists(tokens)
-        n = h * d
-        coefs = np.zeros((len(seqs), n), dtype=np.float64)
-        valid = np.ones(len(seqs), dtype=bool)
-        table = self._id_to_str
-        for b, ids in enumerate(seqs):
-            if ids.size and (ids.min() < 0 or ids.max() >= len(table)):
-                valid[b] = False
-                ids = ids[(ids >= 0) & (ids < len(table))]
-            text = "".join([table[i] for i in ids.tolist()])
-            codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int64) - _PUA_START
-            span = self.max_token - self.min_token
-            if codes.size != n or (codes.size and (codes.min() < 0 or codes.max() > span)):
-                valid[b] = False
-            codes = np.clip(codes[:n], 0, span)
-            coefs[b, : codes.size] = codes + self.min_token
-        out = scipy.fft.idct(coefs.reshape(-1, h, d) / self.scale, type=2, axis=1, norm="ortho")
-        return DecodeResult(actions=out, valid=valid)
+        assert h is not None and d is not None and self._spell is not None
+        flat, lengths = flatten_tokens(tokens)
+        coefs, valid = self._spell.spell(flat, lengths, h * d)
+        return DecodeResult(actions=np.matmul(self._idct_matrix(h), coefs.reshape(-1, h, d)), valid=valid)
+
+    def _idct_matrix(self, h: int) -> np.ndarray:
+        """Inverse DCT with the 1/scale folded in: actions = M @ quantised coefficients."""
+        key = (h, self.scale)
+        if self._idct_cache[0] != key:
+            self._idct_cache = (key, _dct_matrix(h).T / self.scale)
+        return self._idct_cache[1]
 
     # --- persistence -------------------------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
@@ -161,5 +254,15 @@ class FASTTokenizer(ActionTokenizer):
         tok = cls(config["scale"], config["vocab_size"], config["min_frequency"])
         tok.min_token, tok.max_token = config["min_token"], config["max_token"]
         tok.horizon, tok.action_dim = config["horizon"], config["action_dim"]
-        tok._set_bpe(Tokenizer.from_file(str(path / "bpe.json")))
+        bpe_file = path / "bpe.json"
+        try:
+            bpe = Tokenizer.from_file(str(bpe_file))
+        except Exception as err:  # tokenizers raises a bare Exception for unreadable files
+            raise ValueError(
+                f"{bpe_file} is not a readable tokenizers BPE file ({err}); re-save the tokenizer"
+            ) from err
+        try:
+            tok._set_bpe(bpe)
+        except ValueError as err:
+            raise ValueError(f"{bpe_file}: {err}; re-save the tokenizer") from err
         return tok
