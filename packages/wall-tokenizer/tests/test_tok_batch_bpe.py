@@ -131,8 +131,11 @@ def test_table_not_in_rank_order_is_declined_and_fast_falls_back():
     ids = tok.encode(x)  # through tokenizers, still decodable
     assert tok.decode(ids).valid.all()
     strict = wt.FASTTokenizer(scale=10, vocab_size=256, backend="numpy").fit(x)
+    before = strict.encode(x)
     with pytest.raises(ValueError, match="cannot encode this BPE model exactly"):
         strict._set_bpe(Tokenizer.from_str(json.dumps(spec)))
+    for a, b in zip(strict.encode(x), before):  # refused, and nothing changed
+        np.testing.assert_array_equal(a, b)
 
 
 def _reference_decode(tok, seqs, h, d):
@@ -182,6 +185,9 @@ def test_decode_accepts_arrays_lists_and_integral_floats():
     np.testing.assert_array_equal(tok.decode(np.stack(same)).actions[1], base[0])
     with pytest.raises(TypeError, match="integers"):
         tok.decode([ids[0] + 0.5])
+    assert tok.decode([]).actions.shape == (0, 10, 3)
+    empty = tok.decode([[]])
+    assert empty.actions.shape == (1, 10, 3) and not empty.valid.any() and not empty.actions.any()
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])

@@ -138,23 +138,15 @@ class FASTTokenizer(ActionTokenizer):
         return self
 
     def _set_bpe(self, bpe: Tokenizer) -> None:
-        """Build the numpy encoder and the sparse spelling table from a trained ``tokenizers`` BPE."""
-        self._bpe = bpe
+        """Build the numpy encoder and the sparse spelling table from a trained ``tokenizers`` BPE.  Raises
+        (leaving the tokenizer as it was) if ``backend="numpy"`` and the model cannot be encoded exactly."""
         spec = json.loads(bpe.to_str())
         model = spec["model"]
         vocab: dict[str, int] = model["vocab"]
-        self.vocab_size = max(vocab.values()) + 1
+        vocab_size = max(vocab.values()) + 1
         n_sym = self.max_token - self.min_token + 1
-        spellings: list[list[int]] = [[] for _ in range(self.vocab_size)]
-        readable = np.zeros(self.vocab_size, dtype=bool)
-        for text, idx in vocab.items():
-            codes = [ord(ch) - _PUA_START for ch in text]
-            if codes and all(0 <= c < n_sym for c in codes):
-                spellings[idx], readable[idx] = codes, True
-        values = np.arange(self.min_token, self.max_token + 1, dtype=np.float64)
-        self._spell = SymbolTable(spellings, values, readable)
         alphabet = [chr(_PUA_START + i) for i in range(n_sym)]
-        self._batch, why = None, ""
+        batch, why = None, ""
         if any(spec.get(k) for k in ("normalizer", "pre_tokenizer", "added_tokens")):
             why = "the tokenizer has a normalizer, pre-tokenizer or added tokens"
         elif model.get("type") != "BPE" or any(model.get(k, v) != v for k, v in _PLAIN_BPE.items()):
@@ -167,12 +159,21 @@ class FASTTokenizer(ActionTokenizer):
                 merges = [(vocab[a], vocab[b], vocab[a + b]) for a, b in pairs]
             except KeyError as err:
                 raise ValueError(f"BPE merge {err} names a token missing from the vocabulary") from err
-            self._batch = BatchBPE.from_merges(merges, self.vocab_size)
-            why = "" if self._batch else "its merge table consumes a token before its last producer"
+            batch = BatchBPE.from_merges(merges, vocab_size)
+            why = "" if batch else "its merge table consumes a token before its last producer"
         if why:
-            logger.info("FAST: numpy BPE encoder not used (%s); encoding with tokenizers", why)
             if self.backend == "numpy":
                 raise ValueError(f"backend='numpy' cannot encode this BPE model exactly: {why}")
+            logger.info("FAST: numpy BPE encoder not used (%s); encoding with tokenizers", why)
+        spellings: list[list[int]] = [[] for _ in range(vocab_size)]
+        readable = np.zeros(vocab_size, dtype=bool)
+        for text, idx in vocab.items():
+            codes = [ord(ch) - _PUA_START for ch in text]
+            if codes and all(0 <= c < n_sym for c in codes):
+                spellings[idx], readable[idx] = codes, True
+        values = np.arange(self.min_token, self.max_token + 1, dtype=np.float64)
+        self._bpe, self._batch, self.vocab_size = bpe, batch, vocab_size
+        self._spell = SymbolTable(spellings, values, readable)
         self._sym_to_id = np.array([vocab.get(ch, -1) for ch in alphabet], dtype=np.int32)
         self._identity_alphabet = bool((self._sym_to_id == np.arange(n_sym)).all())
 
