@@ -30,15 +30,19 @@ _NONE = np.iinfo(np.int32).max
 _DENSE_TABLE_BYTES = 32 * 2**20  # pair -> rank as a dense int32 table up to here (vocab ~2,900), else sorted
 
 
+def _offset_in_run(starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a mask of run starts, each element's offset inside its run and the index of its run's start."""
+    ar = np.arange(starts.size, dtype=np.int32)
+    first = np.where(starts, ar, 0)
+    np.maximum.accumulate(first, out=first)
+    return ar - first, first
+
+
 def _even_offsets_in_runs(pos: np.ndarray) -> np.ndarray:
     """For sorted pair positions of one self-pair ``(a, a)``, the pairs merged leftmost-first in each run."""
-    n = pos.size
-    start = np.ones(n, dtype=bool)
+    start = np.ones(pos.size, dtype=bool)
     np.not_equal(pos[1:], pos[:-1] + 1, out=start[1:])
-    ar = np.arange(n)
-    first = np.where(start, ar, 0)
-    np.maximum.accumulate(first, out=first)
-    return ((ar - first) & 1) == 0
+    return (_offset_in_run(start)[0] & 1) == 0
 
 
 def _greedy_matching(pos: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -74,12 +78,10 @@ def _matching_rounds(pos: np.ndarray, rank: np.ndarray) -> np.ndarray:
         beats_right[:-1] = ~adj | (r0 < r1)
         same_left = np.zeros(n, dtype=bool)
         same_left[1:] = adj & (r1 == r0)  # runs of one self-pair (a, a)
-        ar = np.arange(n, dtype=np.int32)
-        first = np.where(same_left, 0, ar)
-        np.maximum.accumulate(first, out=first)
+        offset, first = _offset_in_run(~same_left)
         last = np.ones(n, dtype=bool)
         last[:-1] = ~same_left[1:]
-        win = beats_left.take(first) & (((ar - first) & 1) == 0) & (~last | beats_right)
+        win = beats_left.take(first) & ((offset & 1) == 0) & (~last | beats_right)
         if idx is None:
             merged |= win
         else:
@@ -215,7 +217,9 @@ class BatchBPE:
                 chain.append(c)
             while (1 << (len(chain) - 1)) > 2**20:  # keep the remainder table small
                 chain.pop()
-        start = len(chain) - 1 if len(chain) > 1 else 0
+        if len(chain) < 2:
+            chain = []  # no chain: every rank goes through the groups
+        start = max(len(chain) - 1, 0)
         groups, lo, made = [], start, set()
         for r in range(start, len(arr)):
             a, b, c = arr[r].tolist()
@@ -225,7 +229,7 @@ class BatchBPE:
             made.add(c)
         if lo < len(arr):
             groups.append((lo, len(arr)))
-        return cls(arr.astype(np.int32), vocab_size, groups, chain if len(chain) > 1 else [])
+        return cls(arr.astype(np.int32), vocab_size, groups, chain)
 
     # --- encoding ------------------------------------------------------------------------------------------
     def _pair_rank(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -53,12 +53,14 @@ _PLAIN_BPE = {
 }
 
 
-@lru_cache(maxsize=32)
-def _dct_matrix(h: int) -> np.ndarray:
-    """Orthonormal DCT-II matrix C [h, h]: coefficients = C @ x over time (C.T inverts it)."""
+@lru_cache(maxsize=64)
+def dct_matrix(h: int, scale: float = 1.0, inverse: bool = False) -> np.ndarray:
+    """Orthonormal DCT-II over h time steps as a matrix, read-only: ``scale * C`` (coefficients = M @ x), or
+    with ``inverse`` its inverse ``C.T / scale`` (x = M @ coefficients)."""
     c = scipy.fft.dct(np.eye(h), type=2, axis=0, norm="ortho")
-    c.setflags(write=False)
-    return c
+    m = c.T / scale if inverse else c * scale
+    m.setflags(write=False)
+    return m
 
 
 class FASTTokenizer(ActionTokenizer):
@@ -90,18 +92,13 @@ class FASTTokenizer(ActionTokenizer):
         self._spell: SymbolTable | None = None
         self._sym_to_id = np.zeros(0, dtype=np.int32)
         self._identity_alphabet = False
-        self._idct_cache: tuple[Any, np.ndarray] = (None, np.zeros(0))
-        self._dct_cache: tuple[Any, np.ndarray] = (None, np.zeros(0))
 
     # --- numeric transform ---------------------------------------------------------------------------------
     def _coefficients(self, chunks: np.ndarray) -> np.ndarray:
         """[B, H, D] -> rounded coefficients [B, H*D] (float64, integral), frequency-major: all DOFs' DC terms
         first."""
-        key = (chunks.shape[1], self.scale)
-        if self._dct_cache[0] != key:
-            self._dct_cache = (key, _dct_matrix(chunks.shape[1]) * self.scale)
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf are reported by the caller
-            coef = np.matmul(self._dct_cache[1], chunks)
+            coef = np.matmul(dct_matrix(chunks.shape[1], self.scale), chunks)
         return np.rint(coef, out=coef).reshape(len(chunks), -1)
 
     def _to_strings(self, q: np.ndarray) -> list[str]:
@@ -229,14 +226,8 @@ class FASTTokenizer(ActionTokenizer):
         assert h is not None and d is not None and self._spell is not None
         flat, lengths = flatten_tokens(tokens)
         coefs, valid = self._spell.spell(flat, lengths, h * d)
-        return DecodeResult(actions=np.matmul(self._idct_matrix(h), coefs.reshape(-1, h, d)), valid=valid)
-
-    def _idct_matrix(self, h: int) -> np.ndarray:
-        """Inverse DCT with the 1/scale folded in: actions = M @ quantised coefficients."""
-        key = (h, self.scale)
-        if self._idct_cache[0] != key:
-            self._idct_cache = (key, _dct_matrix(h).T / self.scale)
-        return self._idct_cache[1]
+        actions = np.matmul(dct_matrix(h, self.scale, inverse=True), coefs.reshape(-1, h, d))
+        return DecodeResult(actions=actions, valid=valid)
 
     # --- persistence -------------------------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
