@@ -145,13 +145,13 @@ class FASTTokenizer(ActionTokenizer):
         vocab: dict[str, int] = model["vocab"]
         vocab_size = max(vocab.values()) + 1
         n_sym = self.max_token - self.min_token + 1
-        alphabet = [chr(_PUA_START + i) for i in range(n_sym)]
+        sym_to_id = np.array([vocab.get(chr(_PUA_START + i), -1) for i in range(n_sym)], dtype=np.int32)
         batch, why = None, ""
         if any(spec.get(k) for k in ("normalizer", "pre_tokenizer", "added_tokens")):
             why = "the tokenizer has a normalizer, pre-tokenizer or added tokens"
         elif model.get("type") != "BPE" or any(model.get(k, v) != v for k, v in _PLAIN_BPE.items()):
             why = f"BPE options { ({k: model.get(k) for k in _PLAIN_BPE}) } are not plain"
-        elif not all(ch in vocab for ch in alphabet):
+        elif (sym_to_id < 0).any():
             why = "the vocabulary lacks some alphabet symbols"
         else:
             pairs = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
@@ -174,8 +174,8 @@ class FASTTokenizer(ActionTokenizer):
         values = np.arange(self.min_token, self.max_token + 1, dtype=np.float64)
         self._bpe, self._batch, self.vocab_size = bpe, batch, vocab_size
         self._spell = SymbolTable(spellings, values, readable)
-        self._sym_to_id = np.array([vocab.get(ch, -1) for ch in alphabet], dtype=np.int32)
-        self._identity_alphabet = bool((self._sym_to_id == np.arange(n_sym)).all())
+        self._sym_to_id = sym_to_id
+        self._identity_alphabet = bool((sym_to_id == np.arange(n_sym)).all())
 
     def encode(self, chunks: np.ndarray) -> list[np.ndarray]:
         """Encode chunks [B, H, D] (or one [H, D]) to one int64 id array per chunk."""
