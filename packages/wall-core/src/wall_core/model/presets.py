@@ -34,7 +34,9 @@ def _expert_geometry(author: dict[str, Any]) -> tuple[int, int]:
     dims = author.get("dim_inputs")
     experts = author.get("experts")
     if not isinstance(dims, list) or len(dims) != 2 or not isinstance(experts, list) or len(experts) != 2:
-        raise ValueError("author config needs dim_inputs [text, action] and two experts entries (MoT with 2 experts)")
+        raise ValueError(
+            "author config needs dim_inputs [text, action] and two experts entries (MoT with 2 experts)"
+        )
     if dims[0] != author["hidden_size"]:
         raise ValueError(f"dim_inputs[0]={dims[0]} must equal hidden_size={author['hidden_size']}")
     width = int(dims[1])
@@ -46,16 +48,24 @@ def _expert_geometry(author: dict[str, Any]) -> tuple[int, int]:
         )
     for e, d in enumerate(dims):
         if experts[e].get("hidden_size", d) != d:
-            raise ValueError(f"experts[{e}].hidden_size={experts[e]['hidden_size']} must equal dim_inputs[{e}]={d}")
-    if experts[0].get("intermediate_size", author.get("intermediate_size")) != author.get("intermediate_size"):
-        raise ValueError("experts[0].intermediate_size must equal the text intermediate_size (expert 0 is Qwen's MLP)")
+            raise ValueError(
+                f"experts[{e}].hidden_size={experts[e]['hidden_size']} must equal dim_inputs[{e}]={d}"
+            )
+    if experts[0].get("intermediate_size", author.get("intermediate_size")) != author.get(
+        "intermediate_size"
+    ):
+        raise ValueError(
+            "experts[0].intermediate_size must equal the text intermediate_size (expert 0 is Qwen's MLP)"
+        )
     return width, int(experts[1]["intermediate_size"])
 
 
 def _refuse_unsupported(author: dict[str, Any]) -> None:
     for flag, want in (("use_adarms", False), ("use_x_pred", False), ("proj_with_mask", True)):
         if author.get(flag, want) != want:
-            raise ValueError(f"author config sets {flag}={author[flag]!r}; only {want!r} (the release) is supported")
+            raise ValueError(
+                f"author config sets {flag}={author[flag]!r}; only {want!r} (the release) is supported"
+            )
     for act in [author.get("hidden_act", "silu")] + [e.get("hidden_act", "silu") for e in author["experts"]]:
         if act != "silu":
             raise ValueError(f"hidden_act {act!r} is not supported: the release uses SiLU")
@@ -69,7 +79,9 @@ def wall_oss_05_config(author: dict[str, Any] | None = None, **overrides: Any) -
     _refuse_unsupported(a)
     ns = dict(a.get("noise_scheduler", {}))
     if ns.get("time_shift", 1) != 1:
-        raise ValueError(f"noise_scheduler.time_shift={ns['time_shift']} is not supported (the release uses 1)")
+        raise ValueError(
+            f"noise_scheduler.time_shift={ns['time_shift']} is not supported (the release uses 1)"
+        )
     s = float(ns.get("s", 0.999))
     fields: dict[str, Any] = dict(
         backbone="wall-oss-0.5", backbone_overrides={} if author is None else {"config": author},
