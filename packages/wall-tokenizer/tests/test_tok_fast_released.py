@@ -233,6 +233,10 @@ def test_universal_layout_needs_the_shape_at_decode(tmp_path):
     assert tok.action_horizon is None and tok.action_dim is None
     bpe, lo, _ = _reference_fit(chunks, 10, 512)
     assert json.loads(tok._bpe.to_str()) == json.loads(bpe.to_str())
+    grouped = wt.ReleasedFASTTokenizer(scale=10, vocab_size=512).fit(
+        [np.stack(chunks[i : i + 40]) for i in (0, 40, 80)]
+    )
+    assert grouped._bpe.to_str() == tok._bpe.to_str()  # a list of batches fits the same
     tok.save(tmp_path / "plus")
     proc = json.loads((tmp_path / "plus" / "processor_config.json").read_text())
     assert proc["time_horizon"] is None and proc["action_dim"] is None
