@@ -14,7 +14,16 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-__all__ = ["LAYOUTS", "detect_layout", "read_keys", "read_tensors", "tensor_files", "write_tensors"]
+__all__ = [
+    "LAYOUTS",
+    "detect_layout",
+    "load_yaml",
+    "read_keys",
+    "read_tensors",
+    "save_yaml",
+    "tensor_files",
+    "write_tensors",
+]
 
 LAYOUTS = ("author", "lerobot", "ours", "qwen")
 
@@ -84,3 +93,23 @@ def detect_layout(keys: Iterable[str]) -> str:
     raise ValueError(
         f"cannot tell the layout of a checkpoint with keys like {sample}; expected one of {LAYOUTS}"
     )
+
+
+def save_yaml(data: Mapping[str, object], path: str | Path) -> None:
+    """Write a plain dict as YAML (OmegaConf, as ``WallPolicy`` does)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.save(OmegaConf.create(dict(data)), Path(path))
+
+
+def load_yaml(path: str | Path) -> dict[str, object]:
+    """Read a YAML file written by :func:`save_yaml` back into a plain dict."""
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    out = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(out, dict):
+        raise ValueError(f"{path} does not hold a mapping")
+    return {str(k): v for k, v in out.items()}

@@ -114,7 +114,11 @@ def save_norm_stats(stats: NormStats, dtypes: Mapping[str, str], path: str | Pat
         for f, d in fs.items()
         for s, v in d.items()
     }
-    save_file(tensors, str(path), metadata={f"dtype:{k}": v for k, v in dtypes.items()})
+    save_file(
+        tensors,
+        str(path),
+        metadata={"format": "wall-norm-stats", **{f"dtype:{k}": v for k, v in dtypes.items()}},
+    )
 
 
 def load_norm_stats(path: str | Path) -> tuple[NormStats, dict[str, str]]:

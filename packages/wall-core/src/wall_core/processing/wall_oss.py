@@ -205,7 +205,7 @@ class _RopeIndex:
         from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
 
         self.config = config
-        self._fn = Qwen2_5_VLModel.get_rope_index
+        self._fn: Any = Qwen2_5_VLModel.get_rope_index
         self.get_vision_position_ids = Qwen2_5_VLModel.get_vision_position_ids.__get__(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
