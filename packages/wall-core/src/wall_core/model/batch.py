@@ -1,4 +1,4 @@
-"""The tensor batch the VLA consumes (built by the processor pipeline in :mod:`wall_core.processor`)."""
+"""The tensor batch the VLA consumes (built by the collation step of :mod:`wall_core.processing`)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ class WallBatch:
 
     The prefix holds the prompt (images, text, state) and, in training, the discrete action tokens; the flow
     slots are not part of it (the model appends them right after the prompt).
+
+    The optional fields default to ``None``: ``state_mask`` [B, S] bool (which state dims are real; None =
+    all), ``pixel_values`` [N_patches, C*T*p*p] float and ``image_grid_thw`` [N_images, 3] long (Qwen's patch
+    rows; when given the model uses them instead of ``images``), ``position_ids`` [3, B, L] long (m-RoPE ids
+    of the prefix; None = 1-D positions from ``valid``) and ``dataset`` (per-row dataset name, for logging).
     """
 
     input_ids: Tensor  # [B, L] long (images, state and discrete actions are placeholder / action ids)
