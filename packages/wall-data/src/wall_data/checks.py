@@ -170,7 +170,8 @@ def _segment_problems(episodes: list[dict[str, Any]], key: str, fps: float, rel:
                 )
             )
             continue
-        c, f, start, end = vals
+        c, f = vals[0], vals[1]
+        start, end = float(vals[2]), float(vals[3])  # type: ignore[arg-type]
         if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
             out.append(
                 Problem(

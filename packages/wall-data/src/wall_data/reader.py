@@ -163,11 +163,12 @@ class LeRobotDataset(Dataset):
         if missing:
             raise DatasetFormatError(f"{self.root / rel} lacks columns {missing} declared in meta/info.json")
         problems: list[Problem] = []
-        index = {}
+        index: dict[str, np.ndarray] = {}
         for k in ("episode_index", "frame_index"):
             arr, p = column_to_numpy(table[k], feats[k], k, rel)
             problems += p
-            index[k] = arr
+            if arr is not None:
+                index[k] = arr
         if problems:
             return {}, [], problems
         ep, fr = index["episode_index"], index["frame_index"]

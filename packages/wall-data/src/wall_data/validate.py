@@ -60,8 +60,8 @@ def _video_problems(ds: Any) -> list[Problem]:
                 times = np.sort([float(p.pts * tb) for p in cont.demux(stream) if p.pts is not None])
                 cont.seek(0)
                 first = next(cont.decode(video=0)).to_ndarray(format="rgb24")
-        except (av.error.FFmpegError, StopIteration, IndexError) as e:
-            out.append(Problem(f"corrupt video file ({type(e).__name__}: {e})", rel))
+        except (av.error.FFmpegError, StopIteration, IndexError) as err:
+            out.append(Problem(f"corrupt video file ({type(err).__name__}: {err})", rel))
             continue
         hw = camera_hw(ds.info["features"][key]["shape"])
         if first.shape[:2] != hw:

@@ -46,13 +46,15 @@ class VideoEncoder:
         path.parent.mkdir(parents=True, exist_ok=True)
         rate = fps_fraction(fps)
         self.path, self.fps, self.codec = path, fps, codec
-        self._c: Any = av.open(str(path), mode="w", format="mp4")
-        self._s: Any = self._c.add_stream(codec, rate=rate)
-        self._s.width, self._s.height, self._s.pix_fmt = width, height, "yuv420p"
-        self._s.time_base = 1 / rate
-        self._s.codec_context.gop_size = gop
+        container: Any = av.open(str(path), mode="w", format="mp4")
+        # Any: PyAV types add_stream's result as a union of video/audio/subtitle streams
+        stream: Any = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = 1 / rate
+        stream.codec_context.gop_size = gop
         if codec == "libx264":
-            self._s.options = {"crf": "23", "preset": "veryfast", "tune": "zerolatency"}
+            stream.options = {"crf": "23", "preset": "veryfast", "tune": "zerolatency"}
+        self._c, self._s = container, stream
         self.frames = 0
 
     def add(self, rgb: np.ndarray) -> None:
