@@ -37,6 +37,7 @@ from .layout import (
     EPISODES_PATH,
     VIDEO_PATH,
     feature_problems,
+    pandas_index_metadata,
     raise_problems,
     write_parquet,
 )
@@ -48,30 +49,6 @@ logger = logging.getLogger(__name__)
 WRITER_DTYPES = ("float32", "int64", "bool", "video", "image", "string")
 CHUNKS_SIZE = 1000
 F32_MAX = float(np.finfo(np.float32).max)
-
-
-def _pandas_index_metadata(index_col: str, other: dict[str, str]) -> dict[bytes, bytes]:
-    """Schema metadata that makes pandas (and so LeRobot) read ``index_col`` as the DataFrame index."""
-    cols = [
-        {
-            "name": index_col,
-            "field_name": index_col,
-            "pandas_type": "unicode",
-            "numpy_type": "object",
-            "metadata": None,
-        }
-    ]
-    cols += [
-        {"name": k, "field_name": k, "pandas_type": v, "numpy_type": v, "metadata": None}
-        for k, v in other.items()
-    ]
-    meta = {
-        "index_columns": [index_col],
-        "column_indexes": [],
-        "columns": cols,
-        "creator": {"library": "wall-data"},
-    }
-    return {b"pandas": json.dumps(meta).encode()}
 
 
 @dataclass(frozen=True)
@@ -351,7 +328,7 @@ class LeRobotWriter:
                 "task_index": pa.array([tasks[t] for t in names], pa.int64()),
             }
         )
-        table = table.replace_schema_metadata(_pandas_index_metadata("task", {"task_index": "int64"}))
+        table = table.replace_schema_metadata(pandas_index_metadata("task", {"task_index": "int64"}))
         write_parquet(table, commit.stage("meta/tasks.parquet"))
         commit.stage("meta/stats.json").write_text(json.dumps(stats, indent=2))
 
