@@ -5,24 +5,27 @@ from .backbones import BackboneAdapter, create_backbone, list_backbones, registe
 from .model import SEG, WallBatch, WallOutput, WallVLA, WallVLAConfig, flow_mask, prefix_mask
 from .objective import ObjectiveOutput, WallObjective, loss_terms
 from .policy import WallPolicy
-from .processor import WallProcessor
+from .processing import Pipeline, ProcessorStep, build_pipeline, register_step
 
 __version__ = "0.1.0"
 __all__ = [
     "SEG",
     "BackboneAdapter",
     "ObjectiveOutput",
+    "Pipeline",
+    "ProcessorStep",
     "WallBatch",
     "WallObjective",
     "WallOutput",
     "WallPolicy",
-    "WallProcessor",
     "WallVLA",
     "WallVLAConfig",
+    "build_pipeline",
     "create_backbone",
     "flow_mask",
     "list_backbones",
     "loss_terms",
     "prefix_mask",
     "register_backbone",
+    "register_step",
 ]
