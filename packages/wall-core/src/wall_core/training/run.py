@@ -58,11 +58,12 @@ class TokenizerConfig:
 
 @dataclass
 class ObjectiveConfig:
-    w_mm: float = 0.3
-    w_disc: float = 0.3
+    w_text_ce: float = 0.3
+    w_action_ce: float = 0.3
     w_flow: float = 1.0
     bridge: str = "full"
     bridge_scale: float = 1.0
+    ce: str = "pooled"  # one CE over all supervised tokens (release) or "separate" means
 
 
 @dataclass
@@ -155,7 +156,7 @@ def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
     stats = load_dataset_stats(robots)
     horizon = cfg.model.action_horizon
     tok = None
-    if cfg.tokenizer.kind != "none" and cfg.objective.w_disc > 0:
+    if cfg.tokenizer.kind != "none" and cfg.objective.w_action_ce > 0:
         if cfg.tokenizer.path:
             tok = wall_tokenizer.load(cfg.tokenizer.path)
         else:
@@ -183,7 +184,9 @@ def train(
     out = Path(cfg.out_dir)
     model, pipeline, dm = build(cfg)
     ob = cfg.objective
-    objective = WallObjective(ob.w_mm, ob.w_disc, ob.w_flow, ob.bridge, ob.bridge_scale, cfg.model.flow_space)
+    objective = WallObjective(
+        ob.w_text_ce, ob.w_action_ce, ob.w_flow, ob.bridge, ob.bridge_scale, cfg.model.flow_space, ob.ce
+    )
     module = WallLightningModule(model, objective, cfg.optim, cfg.seed)
     tc = cfg.trainer
     ckpt = ModelCheckpoint(
