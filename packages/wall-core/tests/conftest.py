@@ -36,7 +36,7 @@ def make_setup(backbone="small", seed=0, **overrides):
     samples.append(
         {
             "observation.images.main": rng.integers(0, 255, (3, 32, 32), dtype=np.uint8),
-            "prompt": "which task?",
+            "question": "which task?",
             "answer": "reach",
         }
     )

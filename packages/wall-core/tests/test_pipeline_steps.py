@@ -146,6 +146,10 @@ def test_key_mapping_presets_and_contract_errors():
         {"observation.images.main": img, "prompt": "what?", "task": "what?", "answer": "x", "dataset": "v"}
     )
     assert set(vqa) == {"observation.images.corner", "question", "answer", "dataset"}
+    both = km({"observation.images.main": img, "question": "what?", "prompt": "what?", "answer": "x"})
+    assert both["question"] == "what?" and "prompt" not in both  # wall-data's alias next to the question
+    with pytest.raises(KeyError, match="both map to 'question'"):
+        km({"observation.images.main": img, "question": "what?", "prompt": "other", "answer": "x"})
     contract = ObservationContract(
         ["observation.images.corner"], H, {"sim": {"state_dim": 3, "action_dim": 2}}
     )

@@ -55,7 +55,7 @@ class KeyMapping(SampleStep):
     Args:
         rename: ``{their key: our key}`` applied to every sample.
         drop: keys removed from every sample (bookkeeping columns).
-        vqa_rename: applied to VQA samples (those with ``answer``) *instead of* ``rename`` for the keys it
+        vqa_rename: applied to VQA samples (those with ``answer`` or ``question``) *instead of* ``rename`` for the keys it
             names; by default wall-data's ``VQADataset`` keys: ``prompt`` -> ``question`` (its duplicate
             ``task`` is dropped when it equals the question) and its camera -> the model's first camera.
         default_dataset: dataset name given to robot samples that carry none (a single-robot policy at
@@ -106,13 +106,15 @@ class KeyMapping(SampleStep):
 
     def __call__(self, sample: Sample) -> Sample:
         """``sample`` (any names) -> a new dict with wall-data's names; values untouched."""
-        vqa = "answer" in sample
+        vqa = is_vqa(sample)
         table = {**self.rename, **self.vqa_rename} if vqa else self.rename
         out: Sample = {}
         for k, v in sample.items():
             if k in self.drop:
                 continue
             new = table.get(k, k)
+            if new in out and isinstance(v, str) and out[new] == v:
+                continue  # an alias carrying the same text (wall-data's VQA ``prompt`` next to ``question``)
             if new in out:
                 raise PipelineKeyError(f"keys {k!r} and {new!r} both map to {new!r}; drop one of them")
             out[new] = v
