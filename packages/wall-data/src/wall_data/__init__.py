@@ -5,6 +5,7 @@ from .layout import DatasetFormatError, validate_v30
 from .mixture import IndexedMixture, VQADataset, WeightedMixture
 from .reader import LeRobotDataset
 from .stats import FeatureStats, Normalizer, StatsAccumulator, compute_stats, load_stats, save_stats
+from .transforms import RelativeActions
 from .writer import LeRobotWriter
 
 __version__ = "0.1.0"
@@ -18,6 +19,7 @@ __all__ = [
     "LeRobotWriter",
     "Normalizer",
     "PaddedSpace",
+    "RelativeActions",
     "StatsAccumulator",
     "VQADataset",
     "WeightedMixture",
