@@ -31,7 +31,8 @@ def test_streaming_stats_match_numpy():
 
 def test_stats_json_round_trip_and_written_by_writer(toy, tmp_path):
     stats = wd.load_stats(toy / "meta/stats.json")
-    assert set(stats) == {"observation.state", "action"} and stats["action"].max.tolist() == [2, 11]
+    cams = {"observation.images.cam", "observation.images.wrist"}  # per-camera stats (issue 16)
+    assert set(stats) == {"observation.state", "action"} | cams and stats["action"].max.tolist() == [2, 11]
     wd.save_stats(stats, tmp_path / "s.json")
     again = wd.load_stats(tmp_path / "s.json")
     np.testing.assert_array_equal(again["action"].q99, stats["action"].q99)
@@ -103,8 +104,13 @@ def test_vqa_corpus(tmp_path):
     ds = wd.VQADataset(tmp_path / "vqa.jsonl", image_size=(8, 8))
     s = ds[0]
     assert (
-        s["observation.images.main"].shape == (3, 8, 8) and s["answer"] == "grey" and ds[1]["prompt"] == "Q?"
+        s["observation.images.main"].shape == (3, 8, 8)
+        and s["answer"] == "grey"
+        and ds[1]["question"] == "Q?"
     )
+    (tmp_path / "old.jsonl").write_text(json.dumps({"image": "img.png", "prompt": "Colour?", "answer": "g"}))
+    old = wd.VQADataset(tmp_path / "old.jsonl")[0]  # "prompt" in the input is still read as the question
+    assert old["question"] == "Colour?" and old["task"] == "Colour?" and old["answer"] == "g"
     (tmp_path / "bad.jsonl").write_text(json.dumps({"image": "missing.png", "question": "q", "answer": "a"}))
     with pytest.raises(FileNotFoundError, match="line 1"):
         wd.VQADataset(tmp_path / "bad.jsonl")

@@ -67,6 +67,7 @@ def test_env_observations_layouts_and_errors():
     assert ins["observation.environment_state"].shape == (14,)
 
 
+@pytest.mark.slow  # renders ~280 ALOHA frames offscreen
 def test_demos_round_trip_and_eval_refuses_demo_layouts(tmp_path):
     root = tmp_path / "aloha"
     summary = wr.generate_aloha_demos(1, root, image_size=24)  # ~280 frames; rendering dominates

@@ -3,9 +3,18 @@
 from .embodiment import EmbodimentRegistry, EmbodimentSpec, PaddedSpace, default_registry
 from .layout import DatasetFormatError, validate_v30
 from .mixture import IndexedMixture, VQADataset, WeightedMixture
+from .normalize import Normalizer, NormalizerSet
 from .reader import LeRobotDataset
-from .stats import FeatureStats, Normalizer, StatsAccumulator, compute_stats, load_stats, save_stats
+from .stats import (
+    FeatureStats,
+    StatsAccumulator,
+    compute_stats,
+    image_stats_accumulator,
+    load_stats,
+    save_stats,
+)
 from .transforms import RelativeActions
+from .validate import Problem, validate_dataset
 from .writer import LeRobotWriter
 
 __version__ = "0.1.0"
@@ -18,14 +27,18 @@ __all__ = [
     "LeRobotDataset",
     "LeRobotWriter",
     "Normalizer",
+    "NormalizerSet",
     "PaddedSpace",
+    "Problem",
     "RelativeActions",
     "StatsAccumulator",
     "VQADataset",
     "WeightedMixture",
     "compute_stats",
     "default_registry",
+    "image_stats_accumulator",
     "load_stats",
     "save_stats",
+    "validate_dataset",
     "validate_v30",
 ]
