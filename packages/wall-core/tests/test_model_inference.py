@@ -40,7 +40,7 @@ def test_incremental_decoding_matches_full_recompute(setup):
                 batch.image_valid,
                 batch.state,
                 batch.actions,
-                batch.action_mask,
+                batch.action_loss_mask,
                 batch.dof_mask,
             )  # fmt: skip
         )

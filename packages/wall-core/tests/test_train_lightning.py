@@ -107,3 +107,29 @@ def test_config_overrides_and_unknown_keys():
     assert cfg.optim.lr == 0.01 and cfg.model.action_horizon == 32 and cfg.objective.bridge == "insulated"
     with pytest.raises(Exception, match="nope"):
         load_config(None, ["optim.nope=1"])
+
+
+def _update_rms(name: str, steps: int = 20, **kw) -> list[float]:
+    """RMS of the per-step change of one hidden matrix, in units of the shared lr."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Tanh(), torch.nn.Linear(128, 32))
+    cfg = OptimConfig(name=name, warmup_steps=0, weight_decay=0.0, **kw)
+    opt, _ = build_optimizer(m, cfg)
+    out = []
+    for step in range(steps):
+        x = torch.randn(16, 64, generator=torch.Generator().manual_seed(step))
+        w0 = m[0].weight.detach().clone()
+        opt.zero_grad()
+        (m(x) ** 2).mean().backward()
+        opt.step()
+        out.append(float((m[0].weight.detach() - w0).pow(2).mean().sqrt()) / cfg.lr)
+    return out
+
+
+def test_muon_default_shares_adamw_lr_and_moves_matrices_comparably():
+    assert OptimConfig().muon_lr is None  # one shared lr under adjust_lr_fn="match_rms_adamw"
+    adamw, muon = _update_rms("adamw"), _update_rms("muon")
+    ratio = np.mean(muon[10:]) / np.mean(adamw[10:])
+    assert 0.2 < ratio < 1.5, ratio  # measured 0.41 (muon 0.18 lr, adamw 0.43 lr per step)
+    old = _update_rms("muon", steps=1, muon_lr=0.02)  # the former default moved them 6x as far on step 1
+    assert old[0] / adamw[0] > 5

@@ -31,7 +31,8 @@ def test_streaming_stats_match_numpy():
 
 def test_stats_json_round_trip_and_written_by_writer(toy, tmp_path):
     stats = wd.load_stats(toy / "meta/stats.json")
-    assert set(stats) == {"observation.state", "action"} and stats["action"].max.tolist() == [2, 11]
+    cams = {"observation.images.cam", "observation.images.wrist"}  # per-camera stats (issue 16)
+    assert set(stats) == {"observation.state", "action"} | cams and stats["action"].max.tolist() == [2, 11]
     wd.save_stats(stats, tmp_path / "s.json")
     again = wd.load_stats(tmp_path / "s.json")
     np.testing.assert_array_equal(again["action"].q99, stats["action"].q99)

@@ -1,4 +1,4 @@
-"""The ``wall`` command line: train, eval, serve, fit-tokenizer, stats, demo."""
+"""The ``wall`` command line: train, eval, serve, convert, fit-tokenizer, stats, demo."""
 
 from __future__ import annotations
 
@@ -55,6 +55,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = wall_robots.PolicyServer(policy, host=args.host, port=args.port, metadata=meta)
     logger.info("serving %s on ws://%s:%d (openpi protocol)", args.policy, args.host, args.port)
     server.serve_forever()
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """``wall convert SRC DST --to {author,lerobot,ours}``: see :func:`wall_core.convert.convert_checkpoint`."""
+    from .convert import convert_checkpoint
+
+    out = convert_checkpoint(args.src, args.dst, args.to, src_layout=args.src_layout, dataset=args.dataset)
+    logger.info("wrote %s (%s layout)", out, args.to)
     return 0
 
 
@@ -121,6 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--mode", default="flow", choices=["flow", "discrete"])
     s.set_defaults(fn=cmd_serve)
+    c = sub.add_parser(
+        "convert",
+        help="convert a checkpoint between the released (author/LeRobot), our and Qwen2.5-VL layouts",
+    )
+    c.add_argument("src", help="checkpoint folder (model.safetensors or a sharded index)")
+    c.add_argument("dst", help="output folder")
+    c.add_argument("--to", required=True, choices=["author", "lerobot", "ours"])
+    c.add_argument("--src-layout", choices=["author", "lerobot", "ours", "qwen"], help="default: detected")
+    c.add_argument(
+        "--dataset", help="which dataset's stats LeRobot gets / the name of a LeRobot folder's stats"
+    )
+    c.set_defaults(fn=cmd_convert)
     f = sub.add_parser("fit-tokenizer", help="fit an action tokenizer on a LeRobot dataset")
     f.add_argument("--dataset", required=True)
     f.add_argument("--out", required=True)

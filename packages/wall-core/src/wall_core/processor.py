@@ -188,7 +188,7 @@ class WallProcessor:
             input_ids=ids, valid=seg != SEG.PAD, segment=seg, labels=labels, images=images, image_valid=image_valid,
             state=torch.from_numpy(np.stack([e["state"] for e in enc])),
             actions=torch.from_numpy(np.stack([e["actions"] for e in enc])),
-            action_mask=torch.from_numpy(np.stack([e["amask"] for e in enc])),
+            action_loss_mask=torch.from_numpy(np.stack([e["amask"] for e in enc])),
             dof_mask=torch.from_numpy(np.stack([e["dof"] for e in enc])),
         )  # fmt: skip
 

@@ -3,8 +3,16 @@
 from .embodiment import EmbodimentRegistry, EmbodimentSpec, PaddedSpace, default_registry
 from .layout import DatasetFormatError, validate_v30
 from .mixture import IndexedMixture, VQADataset, WeightedMixture
+from .normalize import Normalizer, NormalizerSet
 from .reader import LeRobotDataset
-from .stats import FeatureStats, Normalizer, StatsAccumulator, compute_stats, load_stats, save_stats
+from .stats import (
+    FeatureStats,
+    StatsAccumulator,
+    compute_stats,
+    image_stats_accumulator,
+    load_stats,
+    save_stats,
+)
 from .writer import LeRobotWriter
 
 __version__ = "0.1.0"
@@ -17,12 +25,14 @@ __all__ = [
     "LeRobotDataset",
     "LeRobotWriter",
     "Normalizer",
+    "NormalizerSet",
     "PaddedSpace",
     "StatsAccumulator",
     "VQADataset",
     "WeightedMixture",
     "compute_stats",
     "default_registry",
+    "image_stats_accumulator",
     "load_stats",
     "save_stats",
     "validate_v30",

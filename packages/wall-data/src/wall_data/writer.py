@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from .layout import DATA_PATH, DEFAULT_FEATURES, EPISODES_PATH, VIDEO_PATH, write_json
-from .stats import compute_stats, save_stats
+from .stats import StatsAccumulator, image_stats_accumulator, save_stats
 from .video import VideoEncoder
 
 __all__ = ["LeRobotWriter"]
@@ -91,6 +91,10 @@ class LeRobotWriter:
         self._encoders: dict[str, VideoEncoder] = {}
         self._video_frames = dict.fromkeys(self.video_keys, 0)
         self._finalized = False
+        self._stats: dict[str, Any] = {
+            k: StatsAccumulator() for k in self.value_keys if self.features[k]["dtype"] == "float32"
+        }
+        self._stats.update({k: image_stats_accumulator() for k in self.video_keys + self.image_keys})
 
     # --- frames -------------------------------------------------------------------------------------------
     def add_frame(self, frame: dict[str, Any]) -> None:
@@ -157,6 +161,8 @@ class LeRobotWriter:
             "meta/episodes/chunk_index": 0,
             "meta/episodes/file_index": 0,
         }
+        for key, acc in self._stats.items():
+            acc.update(np.stack([fr[key] for fr in self._episode]))
         for key in self.video_keys:
             enc = self._encoder(key)
             meta[f"videos/{key}/chunk_index"] = 0
@@ -250,12 +256,7 @@ class LeRobotWriter:
             "features": {**features, **DEFAULT_FEATURES},
         }
         write_json(self.root / "meta" / "info.json", info)
-        arrays = {
-            k: np.stack(self._columns[k]).reshape(n_frames, -1)
-            for k in self.value_keys
-            if self.features[k]["dtype"] == "float32"
-        }
-        save_stats(compute_stats(arrays), self.root / "meta" / "stats.json")
+        save_stats({k: acc.result() for k, acc in self._stats.items()}, self.root / "meta" / "stats.json")
         self._finalized = True
         logger.info("wrote %d episodes / %d frames to %s", len(self._episodes), n_frames, self.root)
         return self.root

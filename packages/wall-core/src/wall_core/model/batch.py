@@ -1,4 +1,4 @@
-"""The tensor batch the VLA consumes (built by :class:`wall_core.processor.WallProcessor`)."""
+"""The tensor batch the VLA consumes (built by the collation step of :mod:`wall_core.processing`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ __all__ = ["WallBatch"]
 @dataclass
 class WallBatch:
     """Left-padded prefix tokens plus continuous inputs. Shapes: B batch, L prefix length, C cameras,
-    H horizon, A padded action dim, S padded state dim."""
+    H action horizon, A padded action dim, S padded state dim.
+
+    The optional fields default to ``None``: ``state_mask`` [B, S] bool (which state dims are real; None =
+    all), ``pixel_values`` [N_patches, C*T*p*p] float and ``image_grid_thw`` [N_images, 3] long (Qwen's patch
+    rows; when given the model uses them instead of ``images``), ``position_ids`` [3, B, L] long (m-RoPE ids
+    of the prefix; None = 1-D positions from ``valid``) and ``dataset`` (per-row dataset name, for logging).
+    """
 
     input_ids: Tensor  # [B, L] long (images, state and discrete actions are placeholder / action ids)
     valid: Tensor  # [B, L] bool
@@ -23,12 +29,20 @@ class WallBatch:
     image_valid: Tensor  # [B, C] bool
     state: Tensor  # [B, S] float
     actions: Tensor  # [B, H, A] float (normalised; zeros where absent)
-    action_mask: Tensor  # [B, H, A] float: DOF mask x not-padded-step x has-actions
+    action_loss_mask: Tensor  # [B, H, A] float: dof_mask x not-padded-step x has-actions
     dof_mask: Tensor  # [B, A] float
+    state_mask: Tensor | None = None  # [B, S] bool
+    pixel_values: Tensor | None = None  # [N_patches, C*T*p*p] float
+    image_grid_thw: Tensor | None = None  # [N_images, 3] long
+    position_ids: Tensor | None = None  # [3, B, L] long
+    dataset: list[str] | None = None  # [B] dataset / robot name per row
 
     def to(self, device: torch.device | str) -> WallBatch:
-        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        """Move every tensor field to ``device`` (None fields and ``dataset`` are left as they are)."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{k: v.to(device) for k, v in moved.items() if isinstance(v, Tensor)})
 
     @property
     def batch_size(self) -> int:
+        """B, the number of rows."""
         return self.input_ids.shape[0]

@@ -229,7 +229,7 @@ class WallVLA(nn.Module):
             tt = t.view(b, 1, 1).to(x1.dtype)
             x_t = (1 - tt) * x0 + tt * x1
             out.v_pred = self.flow_forward(x_t, t, prefix, batch.dof_mask, bridge, bridge_scale)
-            out.x0, out.x1, out.t, out.flow_mask = x0, x1, t, batch.action_mask
+            out.x0, out.x1, out.t, out.flow_mask = x0, x1, t, batch.action_loss_mask
         return out
 
     # --- inference ------------------------------------------------------------------------------------------------

@@ -18,7 +18,11 @@ __all__ = ["ChainedOptimizer", "OptimConfig", "build_optimizer", "muon_param_nam
 class OptimConfig:
     name: str = "adamw"  # "adamw" | "muon"
     lr: float = 3e-4
-    muon_lr: float = 0.02
+    # Muon's learning rate. None (default) = the shared ``lr``: with ``adjust_lr_fn="match_rms_adamw"`` torch
+    # rescales Muon's orthogonalised update so its RMS matches a typical AdamW update (0.2 * lr), i.e. the two
+    # optimisers are meant to share ONE learning rate (Liu et al. 2025, "Muon is scalable for LLM training").
+    # A separate 0.02 (Keller Jordan's un-adjusted Muon default) moved the matrices 8x as far as AdamW did.
+    muon_lr: float | None = None
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 50
@@ -85,6 +89,11 @@ class ChainedOptimizer(torch.optim.Optimizer):
 def build_optimizer(
     model: nn.Module, cfg: OptimConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over every trainable parameter, or (``cfg.name == "muon"``) Muon over the 2-D hidden matrices of
+    :func:`muon_param_names` chained with AdamW over the rest; plus a warm-up + cosine LambdaLR schedule.
+
+    Returns ``(optimizer, scheduler)``; the scheduler is meant to step once per optimisation step.
+    """
     if cfg.name not in ("adamw", "muon"):
         raise ValueError(f"optimizer must be 'adamw' or 'muon', got {cfg.name!r}")
     params = dict(model.named_parameters())
@@ -94,7 +103,7 @@ def build_optimizer(
     if muon_names:
         muon = torch.optim.Muon(
             [params[n] for n in sorted(muon_names)],
-            lr=cfg.muon_lr,
+            lr=cfg.lr if cfg.muon_lr is None else cfg.muon_lr,
             weight_decay=cfg.weight_decay,
             adjust_lr_fn="match_rms_adamw",
         )
