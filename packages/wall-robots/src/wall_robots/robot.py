@@ -222,6 +222,11 @@ class SafeRobot:
             logger.warning("safety: unusable position reading %r from %s", reading, self.position_key)
         return pos
 
+    def reset_reference(self) -> None:
+        """Forget the last position: the next command measures it again (call after the robot was moved
+        by something else, e.g. an operator resetting an episode)."""
+        self._last = None
+
     def connect(self) -> None:
         """Connect the robot and measure its position (the reference of the first ``max_delta`` step)."""
         self.robot.connect()

@@ -56,7 +56,8 @@ def safe_robot_for(
 class RobotEnv:
     """Runs episodes on a connected robot with the simulator interface of :func:`wall_robots.evaluate`.
 
-    ``reset()`` calls ``reset_fn(robot)`` (if given) and returns the robot's observation with
+    ``reset()`` calls ``reset_fn(robot)`` (if given), makes a :class:`SafeRobot` measure its position again,
+    and returns the robot's observation with
     ``task`` (the instruction) added; ``step(action [A])`` sends the action, waits for the next control tick
     (``fps``), reads the observation and returns ``(obs, reward, success, info)`` with
     ``success = success_fn(obs)`` (False without one), reward 1.0 on success, ``info["sent"]`` [A].
@@ -87,6 +88,8 @@ class RobotEnv:
             self.reset_fn(self.robot)
         else:
             logger.info("episode start (variant %d): no reset_fn, the robot starts where it is", variant)
+        if isinstance(self.robot, SafeRobot):
+            self.robot.reset_reference()  # the arm may have moved: measure before the first command
         self._tick = time.perf_counter()
         return self._observe()
 

@@ -200,6 +200,46 @@ def _episode(
     return result, trajectory
 
 
+class _Envs:
+    """Makes the env of each task: the simulator from ``env_factory`` (MetaWorld by default), or one robot
+    behind its safety limits, connected on first use."""
+
+    def __init__(
+        self,
+        env_factory: Callable[[str], Any] | None,
+        robot: Robot | None,
+        policy: Policy,
+        max_steps: int,
+        limits: SafetyLimits | None,
+        unsafe: bool,
+        success_fn: Callable[[dict[str, Any]], bool] | None,
+        reset_fn: Callable[[Any], None] | None,
+        fps: float | None,
+    ) -> None:
+        self.factory, self.target, self.policy, self.max_steps = env_factory, robot, policy, max_steps
+        self.limits, self.unsafe, self.success_fn, self.reset_fn, self.fps = (
+            limits,
+            unsafe,
+            success_fn,
+            reset_fn,
+            fps,
+        )
+        self.robot: Robot | None = None
+
+    def make(self, task: str) -> Any:
+        target = self.target if self.target is not None else self.factory(task) if self.factory else None
+        if target is None:
+            from .sim_metaworld import MetaWorldEnv
+
+            return MetaWorldEnv(task, max_steps=self.max_steps)
+        if not isinstance(target, Robot):
+            return target
+        if self.robot is None:
+            self.robot = safe_robot_for(target, self.policy, self.limits, unsafe=self.unsafe)
+            self.robot.connect()
+        return RobotEnv(self.robot, task, success_fn=self.success_fn, reset_fn=self.reset_fn, fps=self.fps)
+
+
 def evaluate(
     policy: Policy,
     tasks: list[str],
@@ -233,26 +273,14 @@ def evaluate(
     chunk stops its episode, is counted, and none of it executes.
     """
     chunker = ActionChunker(policy, execute_steps, mode, check_actions=check_actions, guard=guard)
-    wrapped: list[SafeRobot | Robot] = []
-
-    def as_env(task: str) -> Any:
-        target = robot if robot is not None else (env_factory(task) if env_factory is not None else None)
-        if target is None:
-            from .sim_metaworld import MetaWorldEnv
-
-            return MetaWorldEnv(task, max_steps=max_steps)
-        if not isinstance(target, Robot):
-            return target
-        if not wrapped:
-            wrapped.append(safe_robot_for(target, policy, safety_limits, unsafe=unsafe_robot))
-            wrapped[0].connect()
-        return RobotEnv(wrapped[0], task, success_fn=success_fn, reset_fn=reset_fn, fps=fps)
-
+    envs = _Envs(
+        env_factory, robot, policy, max_steps, safety_limits, unsafe_robot, success_fn, reset_fn, fps
+    )
     report = EvalReport()
     bar = tqdm(total=len(tasks) * episodes_per_task, desc="evaluating", unit="ep", disable=None)
     try:
         for task in tasks:
-            env = as_env(task)
+            env = envs.make(task)
             for ep in range(episodes_per_task):
                 result, trajectory = _episode(env, chunker, task, seed + ep, variant_offset + ep, max_steps)
                 report.episodes.append(result)
@@ -263,10 +291,10 @@ def evaluate(
                 env.close()
     finally:
         bar.close()
-        for r in wrapped:
-            r.disconnect()
+        if envs.robot is not None:
+            envs.robot.disconnect()
     if chunker.guard is not None:
         report.action_checks = chunker.guard.summary()
-    if wrapped and isinstance(wrapped[0], SafeRobot):
-        report.safety = dict(wrapped[0].limits.counts)
+    if isinstance(envs.robot, SafeRobot):
+        report.safety = dict(envs.robot.limits.counts)
     return report

@@ -64,6 +64,38 @@ def error_text(e: BaseException, limit: int = 2000) -> str:
     return text[:limit]
 
 
+def _check_bind(host: str, port: Any, allow_public: bool, token: str | None) -> None:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer in 0..65535 (0 = any free port), got {port!r}")
+    if token is not None and not token:
+        raise ValueError("token must be a non-empty string (or None for no authentication)")
+    if not _is_loopback(host):
+        if not allow_public:
+            raise ValueError(
+                f"refusing to bind {host!r}: it is not a loopback address, so anyone on the network could "
+                "drive the robot. Pass allow_public=True (and a token) to serve beyond this machine"
+            )
+        logger.warning(
+            "policy server binds the PUBLIC address %s%s", host, "" if token else " WITHOUT a token"
+        )
+
+
+def _check_limits(**limits: Any) -> None:
+    for name, val in limits.items():
+        if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+            raise ValueError(f"{name} must be a positive integer, got {val!r}")
+
+
+def _origins(
+    origins: Sequence[str | re.Pattern[str] | None] | str | None,
+) -> list[Origin | re.Pattern[str] | None] | None:
+    if origins == "*":
+        logger.warning("policy server accepts websocket handshakes from any web page (origins='*')")
+        return None
+    chosen = LOOPBACK_ORIGINS if origins is None else [origins] if isinstance(origins, str) else origins
+    return [o if o is None or isinstance(o, re.Pattern) else Origin(o) for o in chosen]
+
+
 class PolicyServer:
     """Serve a :class:`Policy` on ``ws://host:port`` (loopback by default) in a background thread.
 
@@ -97,27 +129,13 @@ class PolicyServer:
         contract: Any = None,
         check_actions: bool = True,
     ) -> None:
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-            raise ValueError(f"port must be an integer in 0..65535 (0 = any free port), got {port!r}")
-        if not _is_loopback(host):
-            if not allow_public:
-                raise ValueError(
-                    f"refusing to bind {host!r}: it is not a loopback address, so anyone on the network could "
-                    "drive the robot. Pass allow_public=True (and a token) to serve beyond this machine"
-                )
-            logger.warning(
-                "policy server binds the PUBLIC address %s%s", host, "" if token else " WITHOUT a token"
-            )
-        for name, val in (
-            ("max_prompt_chars", max_prompt_chars),
-            ("max_keys", max_keys),
-            ("max_connections", max_connections),
-            ("max_message_bytes", max_message_bytes),
-        ):
-            if not isinstance(val, int) or val < 1:
-                raise ValueError(f"{name} must be a positive integer, got {val!r}")
-        if token is not None and not token:
-            raise ValueError("token must be a non-empty string (or None for no authentication)")
+        _check_bind(host, port, allow_public, token)
+        _check_limits(
+            max_prompt_chars=max_prompt_chars,
+            max_keys=max_keys,
+            max_connections=max_connections,
+            max_message_bytes=max_message_bytes,
+        )
         self.policy, self.host, self.port, self.token = policy, host, port, token
         self.max_message_bytes, self.max_prompt_chars, self.max_keys = (
             max_message_bytes,
@@ -126,14 +144,7 @@ class PolicyServer:
         )
         self.max_connections, self.idle_timeout_s = max_connections, idle_timeout_s
         self.ping = (ping_interval_s, ping_timeout_s)
-        if origins == "*":
-            logger.warning("policy server accepts websocket handshakes from any web page (origins='*')")
-        self.origins: list[Origin | re.Pattern[str] | None] | None = None
-        if origins != "*":
-            chosen = (
-                LOOPBACK_ORIGINS if origins is None else [origins] if isinstance(origins, str) else origins
-            )
-            self.origins = [o if o is None or isinstance(o, re.Pattern) else Origin(o) for o in chosen]
+        self.origins = _origins(origins)
         self.contracts = contracts_of(contract if contract is not None else policy)
         self.metadata = self._metadata(metadata, self.contracts)
         self.guards: dict[str, ActionGuard] | None = None
