@@ -66,15 +66,17 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, caplog):
 
 
 @pytest.mark.skipif(os.environ.get("MUJOCO_GL") != "osmesa", reason="needs MUJOCO_GL=osmesa (nox sets it)")
+@pytest.mark.slow  # about 2 minutes on 2 idle cores: MetaWorld demos, training, closed-loop eval
 def test_demo_quick_end_to_end(tmp_path):
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
     result = json.loads((tmp_path / "demo/result.json").read_text())
     assert set(result["per_task"]) == {"reach-v3", "button-press-topdown-v3"}
     assert all(t["expert_success_rate"] == 1.0 for t in result["expert"].values())
     first = result["final_losses"]
-    assert {"mm_ce", "disc_ce", "flow"} <= set(first)
+    assert {"text_ce", "action_ce", "flow"} <= set(first)
     hist = json.loads((tmp_path / "demo/train/history.json").read_text())
-    assert hist[-1]["flow"] < hist[0]["flow"] and hist[-1]["mm_ce"] < hist[0]["mm_ce"]  # learning happened
+    assert hist[-1]["flow"] < hist[0]["flow"]  # learning happened
+    assert hist[-1]["text_ce"] < hist[0]["text_ce"]
     assert (tmp_path / "demo/loss_curves.png").stat().st_size > 1000
     assert "| reach-v3 |" in (tmp_path / "demo/report.md").read_text()
     assert (tmp_path / "demo/train/policy/model.safetensors").exists()

@@ -369,7 +369,10 @@ class PolicyClient:
         self._ws = self._stack.enter_context(
             connect(uri, max_size=None, compression=None, open_timeout=timeout, additional_headers=headers)
         )
-        self.metadata = self._decode(self._ws.recv(timeout=timeout))
+        first = self._ws.recv(timeout=timeout)
+        if isinstance(first, str):  # the server sends its metadata as msgpack bytes, errors as text
+            raise RuntimeError(f"policy server at {uri} sent text instead of its metadata:\n{first}")
+        self.metadata = unpackb(first)
 
     @staticmethod
     def _decode(reply: str | bytes) -> Any:

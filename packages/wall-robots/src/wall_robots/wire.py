@@ -5,12 +5,19 @@ length) so a hostile frame is refused while it is parsed."""
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
-import msgpack
 import numpy as np
 
 __all__ = ["packb", "unpackb"]
+
+
+def _msgpack() -> Any:
+    try:
+        return import_module("msgpack")
+    except ImportError as e:
+        raise ImportError("msgpack is not installed: pip install 'wall-robots[server]'") from e
 _BAD_KINDS = {"O", "V", "c"}
 
 
@@ -50,7 +57,7 @@ def _object_hook(obj: dict) -> Any:
 
 def packb(obj: Any) -> bytes:
     """Serialise ``obj`` (dicts, lists, str, numbers, numpy arrays and scalars) to msgpack bytes."""
-    return bytes(msgpack.packb(obj, default=_default, use_bin_type=True))
+    return bytes(_msgpack().packb(obj, default=_default, use_bin_type=True))
 
 
 def unpackb(data: bytes, max_keys: int | None = None, max_str_len: int | None = None) -> Any:
@@ -61,4 +68,4 @@ def unpackb(data: bytes, max_keys: int | None = None, max_str_len: int | None = 
         limits["max_map_len"] = max_keys
     if max_str_len is not None:
         limits["max_str_len"] = max_str_len
-    return msgpack.unpackb(data, object_hook=_object_hook, raw=False, **limits)
+    return _msgpack().unpackb(data, object_hook=_object_hook, raw=False, **limits)
