@@ -18,6 +18,8 @@ def _msgpack() -> Any:
         return import_module("msgpack")
     except ImportError as e:
         raise ImportError("msgpack is not installed: pip install 'wall-robots[server]'") from e
+
+
 _BAD_KINDS = {"O", "V", "c"}
 
 
