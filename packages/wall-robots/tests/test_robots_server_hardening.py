@@ -234,3 +234,37 @@ def test_several_robots_need_a_name_and_bounds_are_per_robot():
         big = good_obs(dataset="arm", **{"observation.state": np.array([2.0, 0.0], np.float32)})
         assert "outside the declared bounds" in refused(server.port, big)  # 8 > 5
         assert server.refused_chunks == 1
+
+
+def test_openpi_names_are_mapped_to_the_contract_and_custom_maps_apply():
+    contract = wr.ObservationContract(
+        robot="libero",
+        features={
+            "observation.state": wr.FeatureSpec((2,)),
+            "observation.images.image": wr.FeatureSpec((8, 8, 3), "uint8"),
+            "task": wr.FeatureSpec((), "str"),
+        },
+        action_horizon=3,
+        action_dim=2,
+    )
+    openpi_obs = {
+        "observation/state": np.array([1.0, 2.0], np.float32),
+        "observation/image": np.zeros((8, 8, 3), np.uint8),
+        "prompt": "pick",
+    }
+    with wr.PolicyServer(StatePolicy(contract)) as server:
+        with wr.PolicyClient("127.0.0.1", server.port, timeout=5) as c:
+            np.testing.assert_allclose(c.infer(openpi_obs)["actions"], [[2, 4]] * 3)
+        both = {**openpi_obs, "observation.state": np.zeros(2, np.float32)}
+        assert "send only one of them" in refused(server.port, both)
+    with wr.PolicyServer(
+        StatePolicy(contract), builtin_key_map=False, key_map={"joints": "observation.state"}
+    ) as server:
+        assert "missing observation keys" in refused(server.port, openpi_obs)  # no built-in renaming
+        custom = {
+            "joints": np.ones(2, np.float32),
+            "observation.images.image": np.zeros((8, 8, 3), np.uint8),
+            "task": "t",
+        }
+        with wr.PolicyClient("127.0.0.1", server.port, timeout=5) as c:
+            assert c.infer(custom)["actions"].shape == (3, 2)

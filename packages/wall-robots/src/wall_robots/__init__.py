@@ -7,7 +7,14 @@ lazily: ``from wall_robots import MetaWorldEnv`` only needs MetaWorld when you t
 from importlib import import_module
 from typing import Any
 
-from .contract import FeatureSpec, ObservationContract, ObservationError, contracts_of, select_contract
+from .contract import (
+    FeatureSpec,
+    ObservationContract,
+    ObservationError,
+    contracts_of,
+    map_keys,
+    select_contract,
+)
 from .guard import ActionGuard, EmptyChunkError
 from .robot import (
     FakeRobot,
@@ -56,6 +63,7 @@ __all__ = [
     "UnsafeActionError",
     "contracts_of",
     "evaluate",
+    "map_keys",
     "safe_robot_for",
     "select_contract",
     "write_report",

@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FeatureSpec", "ObservationContract", "ObservationError", "contracts_of", "select_contract"]
+__all__ = [
+    "FeatureSpec",
+    "ObservationContract",
+    "ObservationError",
+    "contracts_of",
+    "map_keys",
+    "select_contract",
+]
 
 TEXT, ROBOT_KEY = "str", "dataset"
 _KINDS = {
@@ -273,3 +280,35 @@ def select_contract(
             f"unknown robot {name!r} under {ROBOT_KEY!r}; this policy drives {sorted(contracts)}"
         )
     return contracts[name]
+
+
+def map_keys(
+    obs: Mapping[str, Any],
+    contract: ObservationContract,
+    key_map: Mapping[str, str] | None = None,
+    builtin: bool = True,
+) -> dict[str, Any]:
+    """Rename the keys of ``obs`` to the contract's names; returns a new dict (values untouched).
+
+    ``key_map`` (sender name -> contract name) applies first. The built-in rules (``builtin=True``) take
+    openpi's usual names: ``observation/state`` -> ``observation.state``, ``prompt`` -> ``task``, and
+    ``observation/<cam>`` or ``observation/images/<cam>`` -> ``observation.images.<cam>`` for a camera the
+    contract has. A key is renamed only when its target is a contract feature; two keys landing on one name
+    raise :class:`ObservationError`.
+    """
+    rules = dict(key_map or {})
+    if builtin:
+        rules.setdefault("observation/state", "observation.state")
+        rules.setdefault("prompt", "task")
+        for cam in contract.cameras:
+            for name in (f"observation/{cam}", f"observation/images/{cam}"):
+                rules.setdefault(name, f"observation.images.{cam}")
+    out: dict[str, Any] = {}
+    for key, value in obs.items():
+        target = rules.get(key, key)
+        if target != key and target not in contract.features:
+            target = key
+        if target in out:
+            raise ObservationError(f"{key!r} and another key both give {target!r}; send only one of them")
+        out[target] = value
+    return out

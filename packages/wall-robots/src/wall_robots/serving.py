@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
-from .contract import ObservationContract, contracts_of, select_contract
+from .contract import ObservationContract, contracts_of, map_keys, select_contract
 from .guard import ActionGuard
 from .robot import Policy
 from .wire import packb, unpackb
@@ -105,6 +105,8 @@ class PolicyServer:
     ``idle_timeout_s`` (close 1000 after that long without a request; None = never), keepalive
     ``ping_interval_s``/``ping_timeout_s``. ``origins``: accepted ``Origin`` headers (default: none or a
     loopback page; ``"*"`` accepts any, logged). ``check_actions=False`` sends replies unchecked (logged).
+    ``key_map`` (sender name -> contract name) and the built-in openpi names (``builtin_key_map``, see
+    :func:`wall_robots.contract.map_keys`) rename keys before an observation is checked against the contract.
     Inference runs in a worker thread under a lock so the event loop keeps answering other clients.
     Counters: ``served``, ``errors`` (refused requests), ``refused_chunks``.
     """
@@ -128,6 +130,8 @@ class PolicyServer:
         ping_timeout_s: float | None = 20.0,
         contract: Any = None,
         check_actions: bool = True,
+        key_map: dict[str, str] | None = None,
+        builtin_key_map: bool = True,
     ) -> None:
         _check_bind(host, port, allow_public, token)
         _check_limits(
@@ -146,6 +150,7 @@ class PolicyServer:
         self.ping = (ping_interval_s, ping_timeout_s)
         self.origins = _origins(origins)
         self.contracts = contracts_of(contract if contract is not None else policy)
+        self.key_map, self.builtin_key_map = dict(key_map or {}), builtin_key_map
         self.metadata = self._metadata(metadata, self.contracts)
         self.guards: dict[str, ActionGuard] | None = None
         if check_actions:
@@ -221,6 +226,7 @@ class PolicyServer:
         robot = ""
         if self.contracts:
             contract = select_contract(self.contracts, obs)
+            obs = map_keys(obs, contract, self.key_map, self.builtin_key_map)
             contract.validate(obs)
             robot = contract.robot
         with self._lock:
