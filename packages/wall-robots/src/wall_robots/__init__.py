@@ -7,7 +7,26 @@ imported lazily: ``from wall_robots import MetaWorldEnv`` only needs MetaWorld w
 from importlib import import_module
 from typing import Any
 
-from .robot import FakeRobot, Policy, Robot, RobotNotConnectedError, SafeRobot, SafetyLimits, Spec
+from .contract import (
+    FeatureSpec,
+    ObservationContract,
+    ObservationError,
+    contracts_of,
+    map_keys,
+    select_contract,
+)
+from .guard import ActionGuard, EmptyChunkError
+from .robot import (
+    FakeRobot,
+    Policy,
+    Robot,
+    RobotNotConnectedError,
+    SafeRobot,
+    SafetyLimits,
+    Spec,
+    UnsafeActionError,
+)
+from .robot_env import RobotEnv, safe_robot_for
 from .rollout import ActionChunker, EpisodeResult, EvalReport, evaluate, write_report
 
 __version__ = "0.1.0"
@@ -27,21 +46,35 @@ _LAZY = {
     "LayoutRecord": "heldout",
     "PolicyServer": "serving",
     "PolicyClient": "serving",
-    "packb": "serving",
-    "unpackb": "serving",
+    "RequestError": "serving",
+    "packb": "wire",
+    "unpackb": "wire",
+    "LeRobotAdapter": "lerobot_adapter",
+    "from_lerobot": "lerobot_adapter",
 }
 __all__ = [
     "ActionChunker",
+    "ActionGuard",
+    "EmptyChunkError",
     "EpisodeResult",
     "EvalReport",
     "FakeRobot",
+    "FeatureSpec",
+    "ObservationContract",
+    "ObservationError",
     "Policy",
     "Robot",
+    "RobotEnv",
     "RobotNotConnectedError",
     "SafeRobot",
     "SafetyLimits",
     "Spec",
+    "UnsafeActionError",
+    "contracts_of",
     "evaluate",
+    "map_keys",
+    "safe_robot_for",
+    "select_contract",
     "write_report",
     *_LAZY,
 ]

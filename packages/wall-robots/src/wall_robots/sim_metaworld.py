@@ -191,10 +191,28 @@ class ScriptedExpert:
         return np.clip(a, -1, 1)
 
     def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
+        """``obs[observation.state]`` [39] -> ``{"actions": [1, 4]}`` in [-1, 1]."""
         return {"actions": self.act(obs[STATE_KEY])[None]}
 
     def reset(self) -> None:
-        pass
+        """Nothing to reset (the expert is stateless)."""
+
+    def contract(self) -> Any:
+        """The expert's :class:`wall_robots.ObservationContract`: state [39] float32 and an optional
+        ``task`` (it reads no camera), chunks [1, 4] in [-1, 1], robot ``metaworld_sawyer``."""
+        from .contract import FeatureSpec, ObservationContract
+
+        return ObservationContract(
+            robot="metaworld_sawyer",
+            features={
+                STATE_KEY: FeatureSpec((MetaWorldEnv.state_dim,), "float32"),
+                "task": FeatureSpec((), "str", required=False),
+            },
+            action_horizon=1,
+            action_dim=MetaWorldEnv.action_dim,
+            action_low=(-1.0,) * MetaWorldEnv.action_dim,
+            action_high=(1.0,) * MetaWorldEnv.action_dim,
+        )
 
 
 def generate_demos(
