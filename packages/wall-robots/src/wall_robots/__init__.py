@@ -1,7 +1,7 @@
-"""wall_robots: the Robot protocol with safety limits, MetaWorld demos, closed-loop eval, policy serving.
+"""wall_robots: the Robot protocol with safety limits, MetaWorld and ALOHA demos, closed-loop eval, policy serving.
 
-Simulator and server pieces live behind extras (``[metaworld]``, ``[server]``, ``[plot]``) and are imported
-lazily: ``from wall_robots import MetaWorldEnv`` only needs MetaWorld when you touch it.
+Simulator and server pieces live behind extras (``[metaworld]``, ``[aloha]``, ``[server]``, ``[plot]``) and are
+imported lazily: ``from wall_robots import MetaWorldEnv`` only needs MetaWorld when you touch it.
 """
 
 from importlib import import_module
@@ -35,6 +35,15 @@ _LAZY = {
     "ScriptedExpert": "sim_metaworld",
     "generate_demos": "sim_metaworld",
     "instruction_for": "sim_metaworld",
+    "preload_triton": "sim_metaworld",
+    "AlohaEnv": "sim_aloha",
+    "ALOHA_JOINTS": "sim_aloha",
+    "aloha_bimanual_spec": "sim_aloha",
+    "AlohaScriptedExpert": "aloha_expert",
+    "generate_aloha_demos": "aloha_expert",
+    "Layout": "heldout",
+    "LayoutOverlapError": "heldout",
+    "LayoutRecord": "heldout",
     "PolicyServer": "serving",
     "PolicyClient": "serving",
     "RequestError": "serving",
