@@ -40,10 +40,15 @@ def _center_scale(stats: wall_data.FeatureStats, mode: str) -> tuple[Tensor, Ten
 
 
 def normalize_tensor(
-    x: Tensor, stats: wall_data.FeatureStats, mode: str = "quantile", clamp: bool = True
+    x: Tensor,
+    stats: wall_data.FeatureStats,
+    mode: str = "quantile",
+    clamp: bool = True,
+    center_scale: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
-    """Raw x [..., D] -> normalised float32 [..., D] (see the module docstring for the rule)."""
-    c, s = _center_scale(stats, mode)
+    """Raw x [..., D] -> normalised float32 [..., D] (see the module docstring for the rule);
+    ``center_scale``: a precomputed ``(offset, scale)`` of these stats."""
+    c, s = center_scale or _center_scale(stats, mode)
     y = (x.to(torch.float32) - c.to(x.device)) / s.to(x.device)
     return y.clamp(-1, 1) if clamp and mode != "zscore" else y
 
@@ -85,17 +90,24 @@ class _PerDataset:
 
     stats: dict[str, dict[str, wall_data.FeatureStats]]
     mode: str
+    _cs: dict[tuple[str, str], tuple[Tensor, Tensor]]
 
     def _set(self, stats: Mapping[str, Mapping[str, wall_data.FeatureStats]] | None, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"normalisation mode must be one of {sorted(MODES)}, got {mode!r}")
-        self.stats, self.mode = {k: dict(v) for k, v in (stats or {}).items()}, mode
+        self.stats, self.mode, self._cs = {k: dict(v) for k, v in (stats or {}).items()}, mode, {}
 
     def layout(self) -> dict[str, dict[str, int]]:
         return {ds: {k: int(st.count) for k, st in f.items()} for ds, f in self.stats.items()}
 
     def tensors(self) -> dict[str, Tensor]:
         return stats_to_tensors(self.stats)
+
+    def _cached(self, dataset: str, key: str) -> tuple[Tensor, Tensor]:
+        """Cached (offset, scale) float32 of ``dataset``'s ``key`` stats."""
+        if (dataset, key) not in self._cs:
+            self._cs[(dataset, key)] = _center_scale(self._stats_for(dataset, key), self.mode)
+        return self._cs[(dataset, key)]
 
     def _stats_for(self, dataset: Any, key: str) -> wall_data.FeatureStats:
         if dataset not in self.stats:
@@ -136,7 +148,7 @@ class Normalize(_PerDataset, SampleStep):
         return dict(keys=self.keys, mode=self.mode, clamp=self.clamp, layout=self.layout())
 
     def load_tensors(self, tensors: Mapping[str, Tensor]) -> None:
-        self.stats = stats_from_tensors(tensors, self._layout)
+        self.stats, self._cs = stats_from_tensors(tensors, self._layout), {}
 
     def summary(self) -> str:
         return f"mode={self.mode!r}, clamp={self.clamp}, keys={self.keys}, datasets={sorted(self.stats)}"
@@ -150,7 +162,8 @@ class Normalize(_PerDataset, SampleStep):
                 x = torch.as_tensor(sample[key])
                 if x.shape[-1] != len(st.q01):
                     raise ValueError(f"{key!r} has {x.shape[-1]} dims, stats have {len(st.q01)}")
-                out[key] = normalize_tensor(x, st, self.mode, self.clamp)
+                cs = self._cached(sample["dataset"], key)
+                out[key] = normalize_tensor(x, st, self.mode, self.clamp, cs)
         return out
 
 
@@ -175,7 +188,7 @@ class Unnormalize(_PerDataset, ActionStep):
         return dict(key=self.key, mode=self.mode, layout=self.layout())
 
     def load_tensors(self, tensors: Mapping[str, Tensor]) -> None:
-        self.stats = stats_from_tensors(tensors, self._layout)
+        self.stats, self._cs = stats_from_tensors(tensors, self._layout), {}
 
     def summary(self) -> str:
         return f"mode={self.mode!r}, clamp=False, datasets={sorted(self.stats)}"
