@@ -1,6 +1,7 @@
 """The whole pipeline: save -> load gives bit-equal batches, several robots with their own stats and layouts,
 openpi names, strict errors, and the output side back to each robot's units."""
 
+import dataclasses
 import json
 from dataclasses import fields
 
@@ -145,3 +146,19 @@ def test_openpi_names_give_the_same_batch(setup):
     float_img = dict(s, **{"observation.images.corner": s["observation.images.corner"] / 255.0})
     assert torch.equal(proc([float_img]).images, proc([s]).images)  # float [0, 1] -> the same uint8 frame
     assert proc.contract()["robots"]["sim"]["observation"]["observation.state"] == "float [39]"
+
+
+def test_state_mask_reaches_the_model_absent_dims_differ_from_zero(setup):
+    """The state token sees [state ; state_mask]: a 39-D robot in the 40-D pad has mask[39] = 0, and flipping
+    that mask bit changes the state embedding (absent and zero are told apart)."""
+    model, pipe, samples = setup
+    batch = pipe(samples[:2])
+    assert (
+        batch.state_mask is not None and batch.state_mask[:, :39].all() and not batch.state_mask[:, 39].any()
+    )
+    emb = model.embed_prefix(batch)
+    ones = dataclasses.replace(batch, state_mask=torch.ones_like(batch.state_mask))
+    is_state = batch.input_ids == model.ids["<|propri|>"]
+    diff = (model.embed_prefix(ones) - emb)[is_state].abs().max()
+    assert diff > 1e-4
+    assert torch.equal(model.embed_prefix(ones)[~is_state], emb[~is_state])
