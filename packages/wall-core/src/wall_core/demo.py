@@ -183,7 +183,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
 
     def env_factory(task: str) -> Any:
-        return wall_robots.MetaWorldEnv(task, image_size=cfg.image_size, max_steps=cfg.max_steps)
+        return wall_robots.MetaWorldEnv(
+            task, image_size=cfg.image_size, max_steps=cfg.max_steps, layouts="heldout", exclude=demo_root
+        )  # held-out layouts, checked disjoint from the demos' recorded layouts (raises otherwise)
 
     report = wall_robots.evaluate(
         policy,
