@@ -19,6 +19,7 @@ from .keys import (
     split_normalizer_keys,
 )
 from .stats import (
+    feature_stats,
     load_norm_stats,
     normalizer_to_stats,
     save_norm_stats,
@@ -38,6 +39,7 @@ __all__ = [
     "check_shapes",
     "convert_checkpoint",
     "detect_layout",
+    "feature_stats",
     "flat_config_from_qwen",
     "fresh_expert",
     "lerobot_to_author",

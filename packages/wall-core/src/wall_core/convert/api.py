@@ -5,7 +5,7 @@ Folders per layout (all tensors in safetensors; a conversion keeps each tensor's
 * ``author``: ``config.json`` (flat) + ``model.safetensors`` (or sharded) incl. the normaliser tensors.
 * ``lerobot``: ``config.json`` (the same flat model config) + ``model.safetensors`` (vision MLP fused) +
   ``normalizer_stats.safetensors`` (LeRobot's flat float32 ``action.q01`` ... of one dataset).
-* ``ours``: ``config.yaml`` (``model`` / ``policy`` / ``released``) + ``model.safetensors`` (our keys) +
+* ``ours``: ``config.yaml`` (``model`` / ``policy``) + ``model.safetensors`` (our keys) +
   ``norm_stats.safetensors`` (per-dataset q01/q99).
 * ``qwen`` (source only): a stock Qwen2.5-VL folder; converting it to ``ours`` keeps the backbone and gives the
   action expert fresh weights (``expert_init``), i.e. the VLM -> VLA initialisation.
