@@ -9,7 +9,7 @@ the release carries only for fidelity).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .geometry import ReleasedGeometry
@@ -17,6 +17,7 @@ from .geometry import ReleasedGeometry
 __all__ = ["ACTION_HORIZON", "author_config_to_ours", "ours_config_to_author", "qwen_config"]
 
 ACTION_HORIZON = 32  # fixed by the release (32 <|action|> slots); not in config.json
+DEFAULT_CAMERAS = ("observation.images.face_view",)
 NUM_STEPS = 10  # the released policy's Euler steps (config.json's num_inference_timesteps is not read)
 
 
@@ -31,9 +32,13 @@ def qwen_config(flat: Mapping[str, Any], vocab_size: int) -> Any:
     return cfg
 
 
-def author_config_to_ours(flat: Mapping[str, Any], geometry: ReleasedGeometry) -> dict[str, Any]:
+def author_config_to_ours(
+    flat: Mapping[str, Any], geometry: ReleasedGeometry, cameras: Sequence[str] = DEFAULT_CAMERAS
+) -> dict[str, Any]:
     """Flat author config + geometry (action width, vocabulary from the weights) -> our ``config.yaml`` dict.
 
+    ``cameras``: the observation keys in prompt order (not in the released config.json; the release's
+    single-camera default is ``observation.images.face_view``, labelled "front view").
     Returns ``{"model": {...}, "policy": {...}}``; ``model`` is a ``WallVLAConfig`` dict of the
     ``wall-oss-0.5`` preset with the released choices, its ``backbone_overrides["config"]`` the flat config.
     """
@@ -59,6 +64,8 @@ def author_config_to_ours(flat: Mapping[str, Any], geometry: ReleasedGeometry) -
         "action_proj_bias": False,
         "action_mask_input": "raw",
         "state_input": "text",
+        "cameras": list(cameras),
+        "image_size": 448,
     }
     return {"model": model, "policy": {"num_steps": NUM_STEPS, "method": "euler"}}
 

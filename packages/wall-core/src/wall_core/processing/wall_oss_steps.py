@@ -67,9 +67,13 @@ class ReleasedImages(SampleStep):
         """Camera keys -> ``pixel_values``, ``image_grid_thw``, ``images``, ``image_valid``, ``camera_keys``."""
         present = [c for c in self.cameras if c in sample]
         if not present:
-            raise KeyError(f"the sample has none of the cameras {self.cameras}; the released prompt needs one")
+            raise KeyError(
+                f"the sample has none of the cameras {self.cameras}; the released prompt needs one"
+            )
         out = {k: v for k, v in sample.items() if k not in self.cameras}
-        out["pixel_values"], out["image_grid_thw"] = preprocess_images([sample[c] for c in present], self._proc)
+        out["pixel_values"], out["image_grid_thw"] = preprocess_images(
+            [sample[c] for c in present], self._proc
+        )
         out["images"] = torch.zeros((len(self.cameras), 3, 1, 1), dtype=torch.uint8)
         out["image_valid"] = torch.tensor([c in sample for c in self.cameras])
         out["camera_keys"] = present
@@ -116,7 +120,9 @@ class ReleasedPrompt(PromptTokenizer):
     def prompt(self, sample: Sample) -> tuple[str, str]:
         """(prefix, postfix) strings of a sample that went through :class:`ReleasedImages` and padding."""
         if is_vqa(sample):
-            raise ValueError("the released flow prompt is for robot samples; VQA samples have no flow prompt here")
+            raise ValueError(
+                "the released flow prompt is for robot samples; VQA samples have no flow prompt here"
+            )
         for key in ("task", "state", "image_grid_thw", "camera_keys"):
             if key not in sample:
                 raise KeyError(f"ReleasedPrompt needs {key!r} (run ReleasedImages and PadToEmbodiment first)")
