@@ -9,7 +9,7 @@ from .api import Released, convert_checkpoint, read_released, write_released
 from .config import author_config_to_ours, ours_config_to_author, qwen_config
 from .geometry import ReleasedGeometry, author_shapes, check_shapes
 from .init import QWEN25_VL_3B_CONFIG, flat_config_from_qwen, fresh_expert, ours_shapes, released_flat_config
-from .io import LAYOUTS, detect_layout, read_keys, read_tensors, write_tensors
+from .io import LAYOUTS, detect_layout, load_yaml, read_keys, read_tensors, save_yaml, write_tensors
 from .keys import (
     author_to_lerobot,
     author_to_ours,
@@ -43,6 +43,7 @@ __all__ = [
     "flat_config_from_qwen",
     "fresh_expert",
     "lerobot_to_author",
+    "load_yaml",
     "load_norm_stats",
     "normalizer_to_stats",
     "ours_config_to_author",
@@ -55,6 +56,7 @@ __all__ = [
     "read_tensors",
     "released_flat_config",
     "save_norm_stats",
+    "save_yaml",
     "split_normalizer_keys",
     "stats_to_lerobot",
     "stats_to_normalizer",
