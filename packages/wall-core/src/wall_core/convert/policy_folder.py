@@ -38,7 +38,8 @@ def write_policy_pipeline(
 
     folder = Path(folder)
     cfg = load_yaml(folder / "config.yaml")
-    if not isinstance(cfg.get("model"), dict):
+    model_cfg = cfg.get("model")
+    if not isinstance(model_cfg, dict):
         raise ValueError(f"{folder / 'config.yaml'} has no 'model' section")
     stats, _ = load_norm_stats(folder / "norm_stats.safetensors")
     if not stats:
@@ -47,7 +48,7 @@ def write_policy_pipeline(
             "pipeline needs per-dataset q01/q99 for observation.state and action"
         )
     with torch.device("meta"):
-        model = WallVLA(WallVLAConfig.from_dict(cfg["model"]))
+        model = WallVLA(WallVLAConfig.from_dict(model_cfg))
     pipe = build_released_pipeline(model, stats=feature_stats(stats), embodiments=embodiments,
                                    min_pixels=min_pixels, max_pixels=max_pixels)  # fmt: skip
     return pipe.save_pretrained(folder / "pipeline")
