@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
         for method in ("euler", "midpoint", "heun", "rk4"):
             for steps in steps_list:
                 sec = timeit(
-                    lambda: wf.sample(expert, x0, steps=steps, method=method, prefix_kv=prefix), repeat=3
+                    lambda: wf.sample(expert, x0, num_steps=steps, method=method, prefix_kv=prefix), repeat=3
                 )
                 rows.append([method, steps, steps * EVALS_PER_STEP[method], sec * 1e3])
                 res[f"{method}_{steps}_ms"] = sec * 1e3

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
         model, proc, size = make("small")
         model.train()
         batch = proc(samples(bs, size, with_actions=True))
-        obj = WallObjective(w_mm=0.0, w_disc=0.0, w_flow=1.0)
+        obj = WallObjective(w_text_ce=0.0, w_action_ce=0.0, w_flow=1.0)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
         def step():

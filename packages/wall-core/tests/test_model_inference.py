@@ -52,7 +52,7 @@ def test_incremental_decoding_matches_full_recompute(setup):
 def test_discrete_path_reproduces_overfit_tokens(setup):
     model, proc, samples = setup
     batch = proc(samples[:1])
-    obj = WallObjective(w_mm=0.0, w_flow=0.0)
+    obj = WallObjective(w_text_ce=0.0, w_flow=0.0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(80):
         loss = obj(model, batch).loss

@@ -51,7 +51,7 @@ def _with_data(cfg, root):
 def test_train_export_reload_identical_actions(toy_root, tmp_path):
     policy, module = train(_cfg(toy_root, tmp_path / "run", 4))
     assert len(module.history) == 4 and all(np.isfinite(h["loss"]) for h in module.history)
-    assert {"mm_ce", "disc_ce", "flow"} >= set(module.history[0]) - {
+    assert {"text_ce", "action_ce", "flow"} >= set(module.history[0]) - {
         "step",
         "loss",
         "lr",

@@ -82,7 +82,8 @@ def test_solvers_converge_at_their_order(method, order):
     x0 = torch.tensor([[1.0], [-0.5]], dtype=torch.float64)
     exact = x0 * math.exp(0.7 * math.sin(1.0))
     errs = [
-        (wf.sample(field, x0, steps=n, method=method, a=0.7) - exact).abs().max().item() for n in (8, 16, 32)
+        (wf.sample(field, x0, num_steps=n, method=method, a=0.7) - exact).abs().max().item()
+        for n in (8, 16, 32)
     ]
     rates = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
     assert all(abs(r - order) < 0.35 for r in rates), rates
@@ -97,6 +98,6 @@ def test_openpi_convention_adapter():
 
     ours = wf.from_openpi_velocity_fn(openpi_field)
     x0 = torch.zeros(2, 3)
-    out = wf.sample(ours, x0, steps=10, t1=0.999)
+    out = wf.sample(ours, x0, num_steps=10, t1=0.999)
     assert (out - x1).abs().max() < 0.01
     assert torch.equal(wf.to_openpi_time(torch.tensor([0.25])), torch.tensor([0.75]))

@@ -13,7 +13,7 @@ def _bimodal(n, g):
 def test_flow_reproduces_both_modes_where_regression_collapses():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    head = wf.FlowMLPHead(action_dim=2, horizon=1, hidden=128, depth=3)
+    head = wf.FlowMLPHead(action_dim=2, action_horizon=1, hidden=128, depth=3)
     reg = torch.nn.Sequential(torch.nn.Linear(1, 64), torch.nn.SiLU(), torch.nn.Linear(64, 2))
     opt = torch.optim.Adam(list(head.parameters()) + list(reg.parameters()), lr=2e-3)
     sampler = wf.UniformTimeSampler()
@@ -28,7 +28,7 @@ def test_flow_reproduces_both_modes_where_regression_collapses():
         loss.backward()
         opt.step()
     with torch.no_grad():
-        samples = wf.sample(head, torch.randn(2000, 1, 2, generator=g), steps=20, method="heun")[:, 0]
+        samples = wf.sample(head, torch.randn(2000, 1, 2, generator=g), num_steps=20, method="heun")[:, 0]
         target = _bimodal(2000, g)[:, 0]
         mean_pred = reg(torch.ones(1, 1))[0]
 
@@ -53,8 +53,8 @@ def test_expert_layer_halves_equal_forward_and_attend_to_prefix():
     h = torch.randn(2, 5, 32)
     pk, pv = torch.randn(2, 2, 7, 8), torch.randn(2, 2, 7, 8)
     out = layer(h, kv_prefix=(pk, pv))
-    q, k, v = layer.qkv(h)
-    manual = layer.finish(h, wf.joint_attention(q, torch.cat([pk, k], 2), torch.cat([pv, v], 2)))
+    q, k, v, gate = layer.qkv(h)
+    manual = layer.finish(h, wf.joint_attention(q, torch.cat([pk, k], 2), torch.cat([pv, v], 2)), gate)
     torch.testing.assert_close(out, manual)
     assert not torch.allclose(out, layer(h, kv_prefix=(pk * 3, pv + 1)))  # prefix is really attended
 

@@ -2,7 +2,15 @@
 objective, Lightning training, the ``wall`` CLI and the embedded MetaWorld default."""
 
 from .backbones import BackboneAdapter, create_backbone, list_backbones, register_backbone
-from .model import SEG, WallBatch, WallOutput, WallVLA, WallVLAConfig, flow_mask, prefix_mask
+from .model import (
+    SEG,
+    WallBatch,
+    WallOutput,
+    WallVLA,
+    WallVLAConfig,
+    flow_attention_mask,
+    prefix_attention_mask,
+)
 from .objective import ObjectiveOutput, WallObjective, loss_terms
 from .policy import WallPolicy
 from .processor import WallProcessor
@@ -20,9 +28,9 @@ __all__ = [
     "WallVLA",
     "WallVLAConfig",
     "create_backbone",
-    "flow_mask",
+    "flow_attention_mask",
     "list_backbones",
     "loss_terms",
-    "prefix_mask",
+    "prefix_attention_mask",
     "register_backbone",
 ]

@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--mode", choices=["flow", "discrete"], help="which action head the evaluated policy uses")
     d.add_argument(
         "--objective",
-        help='JSON weights, e.g. \'{"w_mm": 0, "w_disc": 0, "w_flow": 1}\' (flow-only ablation)',
+        help='JSON weights, e.g. \'{"w_text_ce": 0, "w_action_ce": 0, "w_flow": 1}\' (flow-only ablation)',
     )
     d.set_defaults(fn=cmd_demo)
     return p

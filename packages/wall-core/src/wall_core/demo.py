@@ -46,7 +46,9 @@ class DemoConfig:
     eval_episodes: int = 10
     vqa_per_task: int = 60
     seed: int = 0
-    objective: dict[str, float] = field(default_factory=lambda: {"w_mm": 0.3, "w_disc": 0.3, "w_flow": 1.0})
+    objective: dict[str, float] = field(
+        default_factory=lambda: {"w_text_ce": 0.3, "w_action_ce": 0.3, "w_flow": 1.0}
+    )
     policy_mode: str = "flow"
     reuse_data: bool = True
 
@@ -97,7 +99,7 @@ def _plot_history(history: list[dict[str, float]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     steps = [h["step"] for h in history]
-    for key in ("loss", "mm_ce", "disc_ce", "flow"):
+    for key in ("loss", "text_ce", "action_ce", "flow"):
         vals = [h.get(key, np.nan) for h in history]
         if np.isfinite(vals).any():
             k = max(1, len(vals) // 100)
@@ -156,7 +158,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         out_dir=str(out / "train"),
         data=DataConfig(datasets=[
             {"root": str(demo_root), "kind": "lerobot", "weight": 3.0, "name": "metaworld"},
-            *([{"root": str(vqa), "kind": "vqa", "weight": 1.0, "name": "vqa"}] if w.get("w_mm", 0) > 0 else []),
+            *([{"root": str(vqa), "kind": "vqa", "weight": 1.0, "name": "vqa"}] if w.get("w_text_ce", 0) > 0 else []),
         ], batch_size=cfg.batch_size),
         model=WallVLAConfig(state_dim=40, action_dim=8, action_horizon=cfg.action_horizon, cameras=[CAMERA], image_size=cfg.image_size),
         tokenizer=TokenizerConfig(kind="fast", options={"scale": 10, "vocab_size": 512}),

@@ -1,10 +1,16 @@
-"""The gradient-bridged co-training objective: w_mm·CE(text) + w_disc·CE(action tokens) + w_flow·flow.
+"""The gradient-bridged co-training objective: CE on text and discrete action tokens + w_flow·flow.
+
+Cross-entropy comes in two forms (``ce``): ``"pooled"`` (default, as the release): one mean over every
+supervised token, text and action together, each token weighted by its kind's weight
+(``(w_text_ce·Σ_text + w_action_ce·Σ_action) / (N_text + N_action)``); ``"separate"``: two means,
+``w_text_ce·text_ce + w_action_ce·action_ce``. The logged terms are always the unweighted per-kind means
+``text_ce``, ``action_ce`` and ``flow``.
 
 It consumes a :class:`~wall_core.model.WallOutput`-shaped object, so another backbone or head that fills the
-same fields (text/action logits and targets, v_pred/x0/x1/t/flow_mask) can use it unchanged. The bridge
-setting (full / scaled / insulated) is passed to the model, which applies it to the prefix keys/values the
-flow slots read: "insulated" is a stop-gradient, so the flow term sends exactly zero gradient into the
-backbone.
+same fields (text/action logits and targets, v_pred/x0/x1/t/action_loss_mask) can use it unchanged. The flow
+loss is the model's :class:`~wall_flow.FlowMatching` (``model.flow``) loss. The bridge setting (full /
+scaled / insulated) is passed to the model, which applies it to the prefix keys/values the flow slots read:
+"insulated" is a stop-gradient, so the flow term sends exactly zero gradient into the backbone.
 """
 
 from __future__ import annotations
@@ -16,88 +22,140 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wall_flow import flow_loss
+from wall_flow import FlowMatching
 
-__all__ = ["ObjectiveOutput", "WallObjective", "loss_terms"]
+__all__ = ["CE_MODES", "TERMS", "ObjectiveOutput", "WallObjective", "loss_terms"]
+TERMS = ("text_ce", "action_ce", "flow")
+CE_MODES = ("pooled", "separate")
 
 
 @dataclass
 class ObjectiveOutput:
+    """``loss`` (scalar, with graph) and the detached unweighted ``terms``."""
+
     loss: Tensor
     terms: dict[str, Tensor]
 
 
+def _ce_sums(out: Any, need: tuple[str, ...]) -> dict[str, tuple[Tensor, int]]:
+    """Per kind: (sum of token CEs, token count), for kinds with supervised tokens."""
+    sums: dict[str, tuple[Tensor, int]] = {}
+    pairs = {
+        "text_ce": (out.text_logits, out.text_targets),
+        "action_ce": (out.action_logits, out.action_targets),
+    }
+    for k, (logits, targets) in pairs.items():
+        if k in need and logits is not None and targets is not None and targets.numel():
+            sums[k] = (F.cross_entropy(logits.float(), targets, reduction="sum"), int(targets.numel()))
+    return sums
+
+
 def loss_terms(
-    out: Any, flow_space: str = "action", need: tuple[str, ...] = ("mm_ce", "disc_ce", "flow")
+    out: Any, flow: FlowMatching | None = None, need: tuple[str, ...] = TERMS
 ) -> dict[str, Tensor]:
-    """Unweighted terms from any object with WallOutput's fields; a term with no supervised items is skipped."""
-    terms: dict[str, Tensor] = {}
-    if "mm_ce" in need and out.text_logits is not None and out.text_targets.numel():
-        terms["mm_ce"] = F.cross_entropy(out.text_logits.float(), out.text_targets)
-    if "disc_ce" in need and out.action_logits is not None and out.action_targets.numel():
-        terms["disc_ce"] = F.cross_entropy(out.action_logits.float(), out.action_targets)
-    if "flow" in need and out.v_pred is not None and out.flow_mask is not None and out.flow_mask.sum() > 0:
-        terms["flow"] = flow_loss(
-            out.v_pred.float(), out.x0, out.x1, out.t, mask=out.flow_mask, space=flow_space
-        )
+    """Unweighted terms (per-kind mean CE, flow loss) from any object with WallOutput's fields; a term with
+    no supervised items is skipped. ``flow`` gives the flow loss (default: action space, valid mean)."""
+    terms = {k: s / n for k, (s, n) in _ce_sums(out, need).items()}
+    mask = out.action_loss_mask
+    if "flow" in need and out.v_pred is not None and mask is not None and mask.sum() > 0:
+        fm = flow or FlowMatching()
+        terms["flow"] = fm.loss(out.v_pred.float(), out.x0, out.x1, out.t, mask)
     return terms
 
 
 class WallObjective(nn.Module):
-    """Composable co-training loss. A weight of 0 skips that term's computation entirely."""
+    """Composable co-training loss. A weight of 0 skips that term's computation entirely.
+
+    ``flow_space`` (None = the model's own ``model.flow``) overrides the flow loss space; ``ce`` picks the
+    pooled or separate cross-entropy (module docstring).
+    """
 
     def __init__(
         self,
-        w_mm: float = 1.0,
-        w_disc: float = 1.0,
+        w_text_ce: float = 1.0,
+        w_action_ce: float = 1.0,
         w_flow: float = 1.0,
         bridge: str = "full",
         bridge_scale: float = 1.0,
-        flow_space: str = "action",
+        flow_space: str | None = None,
+        ce: str = "pooled",
     ) -> None:
         super().__init__()
         if bridge not in ("full", "scaled", "insulated"):
             raise ValueError(f"bridge must be 'full', 'scaled' or 'insulated', got {bridge!r}")
-        if min(w_mm, w_disc, w_flow) < 0 or max(w_mm, w_disc, w_flow) == 0:
+        if min(w_text_ce, w_action_ce, w_flow) < 0 or max(w_text_ce, w_action_ce, w_flow) == 0:
             raise ValueError("objective weights must be >= 0 and at least one > 0")
-        self.weights = {"mm_ce": w_mm, "disc_ce": w_disc, "flow": w_flow}
-        self.bridge, self.bridge_scale, self.flow_space = bridge, bridge_scale, flow_space
+        if ce not in CE_MODES:
+            raise ValueError(f"ce must be one of {CE_MODES}, got {ce!r}")
+        if flow_space not in (None, "action", "velocity"):
+            raise ValueError(f"flow_space must be None, 'action' or 'velocity', got {flow_space!r}")
+        self.weights = {"text_ce": w_text_ce, "action_ce": w_action_ce, "flow": w_flow}
+        self.bridge, self.bridge_scale, self.flow_space, self.ce = bridge, bridge_scale, flow_space, ce
 
-    def _compute(self) -> tuple[str, ...]:
-        names = {"mm_ce": "text", "disc_ce": "action", "flow": "flow"}
-        return tuple(names[k] for k, w in self.weights.items() if w > 0)
+    def _need(self) -> tuple[str, ...]:
+        return tuple(k for k, w in self.weights.items() if w > 0)
+
+    def _flow(self, model: nn.Module) -> FlowMatching:
+        fm: FlowMatching = getattr(model, "flow", None) or FlowMatching()
+        if self.flow_space is None or self.flow_space == fm.loss_space:
+            return fm
+        return FlowMatching(
+            loss_space="velocity" if self.flow_space == "velocity" else "action", reduction=fm.reduction
+        )
+
+    def outputs(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> Any:
+        """The model's outputs for the enabled terms (flow times/noise from ``generator`` when given)."""
+        return model(
+            batch,
+            bridge=self.bridge,
+            bridge_scale=self.bridge_scale,
+            compute=self._need(),
+            generator=generator,
+        )
+
+    def weighted(self, model: nn.Module, out: Any) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """(each enabled kind's weighted contribution to the loss — they sum to it; pooled CE splits into its
+        text and action parts —, the unweighted terms)."""
+        need = self._need()
+        sums = _ce_sums(out, need)
+        terms = {k: s / c for k, (s, c) in sums.items()}
+        if self.ce == "pooled":
+            n = sum(c for _, c in sums.values())
+            parts = {k: self.weights[k] * s / n for k, (s, _) in sums.items()}
+        else:
+            parts = {k: self.weights[k] * v for k, v in terms.items()}
+        flow = loss_terms(out, self._flow(model), tuple(k for k in need if k == "flow"))
+        terms.update(flow)
+        parts.update({k: self.weights[k] * v for k, v in flow.items()})
+        return parts, terms
 
     def terms(
         self, model: nn.Module, batch: Any, generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
-        """Unweighted terms. With ``generator``, flow times and noise are drawn from it (reproducible steps)."""
-        kw: dict[str, Any] = {}
-        if generator is not None and self.weights["flow"] > 0:
-            x1 = batch.actions
-            kw["t"] = model.time_sampler.sample(x1.shape[0], generator=generator).to(x1.device)
-            kw["noise"] = torch.randn(x1.shape, generator=generator).to(x1.device, x1.dtype)
-        out = model(batch, bridge=self.bridge, bridge_scale=self.bridge_scale, compute=self._compute(), **kw)
-        need = tuple(k for k, w in self.weights.items() if w > 0)
-        return loss_terms(out, self.flow_space, need)
+        """Unweighted terms (per-kind mean CE, flow). With ``generator``, flow times and noise are drawn from it."""
+        return loss_terms(self.outputs(model, batch, generator), self._flow(model), self._need())
 
     def forward(
         self, model: nn.Module, batch: Any, generator: torch.Generator | None = None
     ) -> ObjectiveOutput:
-        terms = self.terms(model, batch, generator)
-        if not terms:
+        """Loss (scalar) and detached unweighted terms for one batch."""
+        parts, terms = self.weighted(model, self.outputs(model, batch, generator))
+        if not parts:
             raise ValueError("the batch supervises none of the enabled objective terms")
-        loss = sum(self.weights[k] * v for k, v in terms.items())
+        loss = torch.stack(list(parts.values())).sum()
         return ObjectiveOutput(loss=loss, terms={k: v.detach() for k, v in terms.items()})
 
     def gradient_shares(
         self, model: nn.Module, batch: Any, params: list[nn.Parameter] | None = None
     ) -> dict[str, float]:
-        """Each weighted term's share of the backbone gradient norm: ‖g_i‖ / Σ_j ‖g_j‖ (also ``norm/<term>``)."""
-        params = params or [p for p in model.backbone.parameters() if p.requires_grad]
-        terms = self.terms(model, batch)
+        """Each kind's share of the backbone gradient norm, ‖g_i‖ / Σ_j ‖g_j‖, where g_i is the gradient of its
+        weighted contribution to the loss (pooled CE split into its text / action parts); also ``norm/<term>``."""
+        backbone: Any = model.backbone
+        params = params or [p for p in backbone.parameters() if p.requires_grad]
+        parts, _ = self.weighted(model, self.outputs(model, batch))
         norms: dict[str, float] = {}
-        for k, v in terms.items():
-            grads = torch.autograd.grad(self.weights[k] * v, params, retain_graph=True, allow_unused=True)
+        for k, v in parts.items():
+            grads = torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
             sq = sum(((g.float() ** 2).sum() for g in grads if g is not None), torch.zeros(()))
             norms[k] = float(torch.sqrt(sq))
         total = sum(norms.values()) or 1.0

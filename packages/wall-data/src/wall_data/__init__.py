@@ -13,6 +13,7 @@ from .stats import (
     load_stats,
     save_stats,
 )
+from .validate import Problem, validate_dataset
 from .writer import LeRobotWriter
 
 __version__ = "0.1.0"
@@ -27,6 +28,7 @@ __all__ = [
     "Normalizer",
     "NormalizerSet",
     "PaddedSpace",
+    "Problem",
     "StatsAccumulator",
     "VQADataset",
     "WeightedMixture",
@@ -35,5 +37,6 @@ __all__ = [
     "image_stats_accumulator",
     "load_stats",
     "save_stats",
+    "validate_dataset",
     "validate_v30",
 ]

@@ -119,7 +119,7 @@ class VQADataset(Dataset):
         row = self.rows[idx]
         img = Image.open(self.root / row["images"][0]).convert("RGB")
         if self.image_size is not None:
-            img = img.resize((self.image_size[1], self.image_size[0]), Image.BILINEAR)
+            img = img.resize((self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR)
         t = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
         return {
             self.camera: t,

@@ -2,7 +2,9 @@
 
 All parquet columns are loaded once into contiguous numpy arrays; action chunks are gathered by index
 arithmetic; video frames are decoded per episode segment with a small cache (sequential access decodes each
-frame once). Nothing touches the network.
+frame once). Nothing touches the network. What info.json declares is checked against what the files hold
+(dtypes, shapes, ragged rows, totals, video segments, task indices, finite values, image sizes), and files
+against ``meta/checksums.json``; every error names the file, episode and frame.
 """
 
 from __future__ import annotations
@@ -15,37 +17,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .layout import DatasetFormatError, load_info, read_parquet
+from .checks import column_to_numpy, episode_problems, value_problems
+from .integrity import Problem, load_manifest, verify
+from .layout import NUMERIC_DTYPES, DatasetFormatError, camera_hw, load_info, raise_problems, read_parquet
 from .video import VideoReader
 
 __all__ = ["LeRobotDataset"]
 logger = logging.getLogger(__name__)
-
-
-def _column_to_numpy(col: pa.ChunkedArray, shape: list[int], key: str, path: Path) -> np.ndarray:
-    col = col.combine_chunks()
-    n = len(col)
-    width = int(np.prod(shape))
-    if (
-        pa.types.is_fixed_size_list(col.type)
-        or pa.types.is_list(col.type)
-        or pa.types.is_large_list(col.type)
-    ):
-        flat = pc.list_flatten(col).to_numpy(zero_copy_only=False)
-        if flat.size != n * width:
-            raise DatasetFormatError(
-                f"{path}: column {key!r} has {flat.size // max(n, 1)} values per row, info.json says shape {shape}"
-            )
-        return flat.reshape(n, *shape)
-    arr = col.to_numpy(zero_copy_only=False)
-    if width != 1:
-        raise DatasetFormatError(f"{path}: column {key!r} is scalar but info.json says shape {shape}")
-    return arr.reshape(n, *shape) if shape != [1] else arr
 
 
 class LeRobotDataset(Dataset):
@@ -54,12 +36,17 @@ class LeRobotDataset(Dataset):
     Args:
         root: dataset folder (holds ``meta/info.json``).
         action_horizon: H; ``action`` is [H, A] from t to t+H-1, clamped at the episode end with
-            ``action_is_pad`` marking the padded steps.
+            ``action_is_pad`` [H] bool marking the padded steps.
         cameras: image/video keys to load (default all); ``[]`` loads none (fast, state-only).
         image_size: (h, w) to resize camera frames to, or None to keep the stored size.
         episodes: subset of episode indices to expose.
         name: label put in every sample's ``dataset`` field (default: folder name).
+        tolerance_s: allowed |timestamp - frame_index / fps|.
         video_cache_mb: decoded-frame cache per video file (LRU over episode segments).
+        verify_checksums: check files against ``meta/checksums.json`` (parquet and metadata when opened,
+            each video before its first decode). False skips it (logged).
+
+    Raises DatasetFormatError (with ``.problems``) for anything wrong on disk.
     """
 
     def __init__(
@@ -72,6 +59,7 @@ class LeRobotDataset(Dataset):
         name: str | None = None,
         tolerance_s: float = 1e-4,
         video_cache_mb: int = 512,
+        verify_checksums: bool = True,
     ) -> None:
         self.root = Path(root)
         self.info = load_info(self.root)
@@ -81,6 +69,16 @@ class LeRobotDataset(Dataset):
         self.action_horizon = int(action_horizon)
         if self.action_horizon < 1:
             raise ValueError(f"action_horizon must be >= 1, got {action_horizon}")
+        try:
+            self._manifest = load_manifest(self.root)
+        except ValueError as e:
+            raise DatasetFormatError(str(e)) from e
+        self.interrupted = bool(self._manifest and self._manifest.get("pending"))
+        if self.interrupted:
+            logger.warning("%s: a write was interrupted; reading the episodes it had finished", self.root)
+        self.verify_checksums = verify_checksums
+        if not verify_checksums:
+            logger.info("%s: checksum verification is off (verify_checksums=False)", self.root)
         feats = self.info["features"]
         self.camera_keys_all = [k for k, f in feats.items() if f["dtype"] in ("video", "image")]
         self.cameras = self.camera_keys_all if cameras is None else list(cameras)
@@ -88,18 +86,20 @@ class LeRobotDataset(Dataset):
         if unknown:
             raise KeyError(f"cameras {unknown} are not in {self.root}; available: {self.camera_keys_all}")
         self.image_size = image_size
-        self.value_keys = [
-            k for k, f in feats.items() if f["dtype"] in ("float32", "float64", "int64", "bool")
-        ]
+        self.value_keys = [k for k, f in feats.items() if f["dtype"] in NUMERIC_DTYPES]
         self._load_metadata()
         self._load_data(episodes)
-        self._check(tolerance_s)
+        problems = self._check(tolerance_s)
+        if verify_checksums:
+            problems += verify(self.root, self._opened, self._manifest) if self._manifest else []
+        raise_problems(problems, self.root)
         self._videos: dict[tuple[str, int, int], VideoReader] = {}
         self.video_cache_bytes = video_cache_mb * 2**20
 
     # --- loading ----------------------------------------------------------------------------------------------
     def _load_metadata(self) -> None:
         meta = self.root / "meta"
+        self._opened = ["meta/info.json"]
         if self.version == "v3.0":
             files = sorted((meta / "episodes").glob("chunk-*/file-*.parquet"))
             if not files:
@@ -110,11 +110,20 @@ class LeRobotDataset(Dataset):
             cols = [c for c in table.column_names if not c.startswith("stats/")]
             self.episodes = table.select(cols).to_pylist()
             tasks = read_parquet(meta / "tasks.parquet")
+            if "task_index" not in tasks.column_names:
+                raise DatasetFormatError(f"{meta / 'tasks.parquet'} lacks the task_index column")
             name_col = "task" if "task" in tasks.column_names else "__index_level_0__"
             self.tasks = dict(zip(tasks["task_index"].to_pylist(), tasks[name_col].to_pylist()))
+            self._opened += [str(f.relative_to(self.root)) for f in files] + ["meta/tasks.parquet"]
+            ep_rel = "meta/episodes"
         else:
             self.episodes = self._jsonl(meta / "episodes.jsonl")
             self.tasks = {t["task_index"]: t["task"] for t in self._jsonl(meta / "tasks.jsonl")}
+            ep_rel = "meta/episodes.jsonl"
+        video_keys = [k for k, f in self.info["features"].items() if f["dtype"] == "video"]
+        raise_problems(
+            episode_problems(self.episodes, self.info, video_keys, ep_rel, self.interrupted), self.root
+        )
         self.episodes.sort(key=lambda e: e["episode_index"])
 
     @staticmethod
@@ -130,48 +139,99 @@ class LeRobotDataset(Dataset):
                     raise DatasetFormatError(f"{path} line {i + 1} is not JSON: {e}") from e
         return rows
 
-    def _data_files(self, episodes: list[dict[str, Any]]) -> list[Path]:
+    def _data_files(self, episodes: list[dict[str, Any]]) -> list[str]:
         tmpl = self.info.get("data_path")
+        if not isinstance(tmpl, str):
+            raise DatasetFormatError(f"{self.root}/meta/info.json lacks a 'data_path' template")
         if self.version == "v3.0":
-            keys = sorted({(e["data/chunk_index"], e["data/file_index"]) for e in episodes})
-            return [self.root / tmpl.format(chunk_index=c, file_index=f) for c, f in keys]
+            try:
+                keys = sorted({(e["data/chunk_index"], e["data/file_index"]) for e in episodes})
+            except KeyError as e:
+                raise DatasetFormatError(f"{self.root}/meta/episodes: episode rows lack {e}") from e
+            return [tmpl.format(chunk_index=c, file_index=f) for c, f in keys]
         size = int(self.info.get("chunks_size", 1000))
         return [
-            self.root
-            / tmpl.format(episode_chunk=e["episode_index"] // size, episode_index=e["episode_index"])
+            tmpl.format(episode_chunk=e["episode_index"] // size, episode_index=e["episode_index"])
             for e in episodes
         ]
 
-    def _load_data(self, episodes: list[int] | None) -> None:
-        if episodes is not None:
-            known = {e["episode_index"] for e in self.episodes}
-            missing = sorted(set(episodes) - known)
-            if missing:
-                raise KeyError(f"episodes {missing} are not in {self.root} (it has {len(known)} episodes)")
-            self.episodes = [e for e in self.episodes if e["episode_index"] in set(episodes)]
+    def _read_file(self, rel: str, keep: set[int]) -> tuple[dict[str, np.ndarray], list[Any], list[Problem]]:
+        """Columns of one data file, only the rows of episodes in ``keep``."""
         feats = self.info["features"]
+        table = read_parquet(self.root / rel)
+        missing = [k for k in self.value_keys if k not in table.column_names]
+        if missing:
+            raise DatasetFormatError(f"{self.root / rel} lacks columns {missing} declared in meta/info.json")
+        problems: list[Problem] = []
+        index: dict[str, np.ndarray] = {}
+        for k in ("episode_index", "frame_index"):
+            arr, p = column_to_numpy(table[k], feats[k], k, rel)
+            problems += p
+            if arr is not None:
+                index[k] = arr
+        if problems:
+            return {}, [], problems
+        ep, fr = index["episode_index"], index["frame_index"]
+        rows = np.isin(ep, list(keep))
+        if not rows.all():
+            extra = sorted(set(ep[~rows].tolist()) - self._known_episodes)
+            if extra and not self.interrupted:
+                row = int(np.flatnonzero(np.isin(ep, extra))[0])
+                problems.append(
+                    Problem(
+                        f"rows of episodes {extra[:10]} that meta/episodes does not list",
+                        rel,
+                        int(ep[row]),
+                        int(fr[row]),
+                    )
+                )
+            table = table.filter(pa.array(rows))
+            ep, fr = ep[rows], fr[rows]
+        out = {"episode_index": ep, "frame_index": fr}
+        for k in self.value_keys:
+            if k not in out:
+                arr, p = column_to_numpy(table[k], feats[k], k, rel, ep, fr)
+                problems += p
+                if arr is not None:
+                    out[k] = arr
         img_cols = [k for k in self.cameras if feats[k]["dtype"] == "image"]
+        images = [table[k].to_pylist() for k in img_cols]
+        return out, images, problems
+
+    def _load_data(self, episodes: list[int] | None) -> None:
+        self._known_episodes = {e["episode_index"] for e in self.episodes}
+        if episodes is not None:
+            missing = sorted(set(episodes) - self._known_episodes)
+            if missing:
+                raise KeyError(
+                    f"episodes {missing} are not in {self.root} (it has {len(self._known_episodes)} episodes)"
+                )
+            self.episodes = [e for e in self.episodes if e["episode_index"] in set(episodes)]
+        keep = {e["episode_index"] for e in self.episodes}
+        img_cols = [k for k in self.cameras if self.info["features"][k]["dtype"] == "image"]
         arrays: dict[str, list[np.ndarray]] = {k: [] for k in self.value_keys}
         images: dict[str, list[Any]] = {k: [] for k in img_cols}
-        for path in self._data_files(self.episodes):
-            table = read_parquet(path)
-            missing = [k for k in self.value_keys if k not in table.column_names]
-            if missing:
-                raise DatasetFormatError(f"{path} lacks columns {missing} declared in meta/info.json")
-            if episodes is not None:
-                table = table.filter(pc.is_in(table["episode_index"], pa.array(sorted(episodes), pa.int64())))
-            for k in self.value_keys:
-                arrays[k].append(_column_to_numpy(table[k], list(feats[k]["shape"]), k, path))
-            for k in img_cols:
-                images[k].extend(table[k].to_pylist())
+        self._files = self._data_files(self.episodes)
+        row_file, problems = [], []
+        for i, rel in enumerate(self._files):
+            cols, imgs, p = self._read_file(rel, keep)
+            problems += p
+            for k, v in cols.items():
+                arrays[k].append(v)
+            for k, v in zip(img_cols, imgs):
+                images[k].extend(v)
+            row_file.append(np.full(len(cols.get("episode_index", ())), i, np.int64))
+        raise_problems(problems, self.root)
+        self._opened += self._files
         self.arrays = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in arrays.items()}
-        self.images = images
+        self._row_file = np.concatenate(row_file) if row_file else np.zeros(0, np.int64)
         ep_idx = self.arrays["episode_index"].astype(np.int64)
         order = np.lexsort((self.arrays["frame_index"], ep_idx))
         if not np.array_equal(order, np.arange(len(order))):
             self.arrays = {k: v[order] for k, v in self.arrays.items()}
-            self.images = {k: [v[i] for i in order] for k, v in images.items()}
-            ep_idx = ep_idx[order]
+            images = {k: [v[i] for i in order] for k, v in images.items()}
+            self._row_file, ep_idx = self._row_file[order], ep_idx[order]
+        self.images = images
         self._ep_of_row = ep_idx
         starts = (
             np.flatnonzero(np.r_[True, ep_idx[1:] != ep_idx[:-1]]) if len(ep_idx) else np.zeros(0, np.int64)
@@ -181,35 +241,44 @@ class LeRobotDataset(Dataset):
         self._row_end = np.repeat(ends, ends - starts)
         self._ep_meta = {e["episode_index"]: e for e in self.episodes}
 
-    def _check(self, tol: float) -> None:
-        if "action" in self.arrays:
-            bad = ~np.isfinite(self.arrays["action"].reshape(len(self), -1)).all(axis=1)
-            if bad.any():
-                eps = sorted(set(self._ep_of_row[bad].tolist()))[:10]
-                raise DatasetFormatError(
-                    f"{self.root}: NaN/inf actions in episodes {eps}; fix or drop them (episodes=...)"
+    def _check(self, tol: float) -> list[Problem]:
+        a, files, rf = self.arrays, self._files, self._row_file
+        ep, fr = self._ep_of_row, a["frame_index"].reshape(-1)
+        problems = value_problems(
+            {k: a[k] for k in self.value_keys}, self.info["features"], ep, fr, files, rf
+        )
+        err = np.abs(a["timestamp"].reshape(-1).astype(np.float64) - fr / self.fps)
+        bad = err > max(tol, 0.5 / self.fps * 1e-2)
+        if bad.any():
+            row = int(np.argmax(bad))
+            problems.append(
+                Problem(
+                    f"timestamp off frame_index/fps by {err[row]:.4f} s (tolerance {tol} s)",
+                    files[rf[row]],
+                    int(ep[row]),
+                    int(fr[row]),
                 )
-        if "timestamp" in self.arrays and "frame_index" in self.arrays:
-            err = np.abs(
-                self.arrays["timestamp"].reshape(-1) - self.arrays["frame_index"].reshape(-1) / self.fps
             )
-            bad = err > max(tol, 0.5 / self.fps * 1e-2)
-            if bad.any():
-                row = int(np.argmax(bad))
-                raise DatasetFormatError(
-                    f"{self.root}: episode {int(self._ep_of_row[row])} frame {int(self.arrays['frame_index'].reshape(-1)[row])}: "
-                    f"timestamp off frame_index/fps by {err[row]:.4f} s (tolerance {tol} s)"
+        ti = a["task_index"].reshape(-1)
+        unknown = ~np.isin(ti, list(self.tasks))
+        if unknown.any():
+            row = int(np.argmax(unknown))
+            problems.append(
+                Problem(
+                    f"task_index {int(ti[row])} is not in the tasks table (known: {sorted(self.tasks)[:10]})",
+                    files[rf[row]],
+                    int(ep[row]),
+                    int(fr[row]),
                 )
+            )
+        counts = dict(zip(*np.unique(ep, return_counts=True))) if len(ep) else {}
         for e in self.episodes:
-            n = (
-                int(np.sum(self._ep_of_row == e["episode_index"]))
-                if len(self.episodes) < 2000
-                else e["length"]
-            )
+            n = int(counts.get(e["episode_index"], 0))
             if n != e["length"]:
-                raise DatasetFormatError(
-                    f"{self.root}: episode {e['episode_index']} has {n} frames in data, metadata says {e['length']}"
+                problems.append(
+                    Problem(f"has {n} frames in data, metadata says {e['length']}", None, e["episode_index"])
                 )
+        return problems
 
     # --- access ------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -217,22 +286,33 @@ class LeRobotDataset(Dataset):
 
     @property
     def num_episodes(self) -> int:
+        """Episodes this dataset exposes."""
         return len(self.episodes)
 
     def chunk_indices(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of the action chunk starting at row ``idx`` (clamped to the episode) and the pad mask."""
+        """Rows [H] of the action chunk starting at row ``idx`` (clamped to the episode) and the pad mask [H]."""
         want = idx + np.arange(self.action_horizon)
         pad = want >= self._row_end[idx]
         return np.minimum(want, self._row_end[idx] - 1), pad
 
+    def _verify_file(self, path: Path) -> None:
+        if self.verify_checksums and self._manifest:
+            raise_problems(verify(self.root, [str(path.relative_to(self.root))], self._manifest), self.root)
+
     def _frame(self, key: str, idx: int) -> np.ndarray:
         ft = self.info["features"][key]
+        ep = self._ep_meta[int(self._ep_of_row[idx])]
+        fi = idx - int(self._row_start[idx])
+        hw = camera_hw(ft["shape"])
         if ft["dtype"] == "image":
             cell = self.images[key][idx]
             raw = cell["bytes"] if isinstance(cell, dict) else cell
-            return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
-        ep = self._ep_meta[int(self._ep_of_row[idx])]
-        fi = idx - int(self._row_start[idx])
+            img = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+            if img.shape[:2] != hw:
+                raise DatasetFormatError(
+                    f"{self.root / self._files[self._row_file[idx]]}: episode {ep['episode_index']} frame {fi}: {key} image is {img.shape[1]}x{img.shape[0]}, info.json declares {hw[1]}x{hw[0]} (w x h)"
+                )
+            return img
         if self.version == "v3.0":
             c, f = ep[f"videos/{key}/chunk_index"], ep[f"videos/{key}/file_index"]
             start, end = ep[f"videos/{key}/from_timestamp"], ep[f"videos/{key}/to_timestamp"]
@@ -244,7 +324,8 @@ class LeRobotDataset(Dataset):
             path = self.root / self.info["video_path"].format(video_key=key, episode_chunk=c, episode_index=e)
         reader = self._videos.get((key, c, f))
         if reader is None:
-            reader = self._videos[(key, c, f)] = VideoReader(path, self.fps, self.video_cache_bytes)
+            reader = VideoReader(path, self.fps, self.video_cache_bytes, hw, self._verify_file)
+            self._videos[(key, c, f)] = reader
         seg = reader.segment(start, end)
         if len(seg) != ep["length"]:
             raise DatasetFormatError(
@@ -263,6 +344,8 @@ class LeRobotDataset(Dataset):
         return t
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
+        """Sample ``idx``: every numeric feature (``action`` float32 [H, A] + ``action_is_pad`` [H]), camera
+        frames uint8 [3, h, w], ``task`` (str) and ``dataset`` (str)."""
         if not -len(self) <= idx < len(self):
             raise IndexError(f"index {idx} out of range for a dataset of {len(self)} frames")
         idx = int(idx) % len(self)
@@ -274,12 +357,11 @@ class LeRobotDataset(Dataset):
                 out[k] = torch.as_tensor(v) if np.ndim(v) else torch.tensor(v.item())
         if "action" in a:
             rows, pad = self.chunk_indices(idx)
-            out["action"] = torch.from_numpy(a["action"][rows].astype(np.float32, copy=False))
+            out["action"] = torch.from_numpy(a["action"][rows].astype(np.float32))
             out["action_is_pad"] = torch.from_numpy(pad)
         for k in self.cameras:
             out[k] = self._image_tensor(self._frame(k, idx))
-        ti = int(a["task_index"][idx]) if "task_index" in a else 0
-        out["task"] = self.tasks.get(ti, "")
+        out["task"] = self.tasks[int(a["task_index"][idx])]
         out["dataset"] = self.name
         return out
 

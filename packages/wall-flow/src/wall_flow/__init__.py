@@ -1,12 +1,15 @@
 """wall_flow: flow matching for action chunks (t=0 noise, t=1 data), usable in any policy.
 
-Pieces: :class:`LinearPath` (path), time samplers, :func:`flow_loss` (velocity or action space, masked),
-:func:`sample` (Euler / midpoint / Heun / RK4 over any conditioned velocity callable), and modules
-(:class:`ActionExpert`, :class:`ActionExpertLayer`, :class:`FlowMLPHead`, ...).
+:class:`FlowMatching` owns a whole recipe (path + time sampler + noise + loss + sampler) and is what a policy
+uses. Pieces: :class:`LinearPath` (path; the one place ``x_t`` is formed), time samplers, :func:`flow_loss`
+(velocity or action space, masked, two reductions), :func:`sample` (Euler / midpoint / Heun / RK4 over any
+conditioned velocity callable), and modules (:class:`ActionExpert`, :class:`ActionExpertLayer`,
+:class:`FlowMLPHead`, ...); :mod:`wall_flow.modules` documents the Mixture-of-Transformers host interface.
 """
 
 from .convention import from_openpi_time, from_openpi_velocity_fn, to_openpi_time, to_openpi_velocity
-from .losses import broadcast_mask, flow_loss, masked_mean
+from .losses import REDUCTIONS, broadcast_mask, flow_loss, masked_mean
+from .matching import FlowMatching
 from .modules import (
     ActionExpert,
     ActionExpertLayer,
@@ -14,12 +17,13 @@ from .modules import (
     AdaRMSNorm,
     FlowMLPHead,
     RMSNorm,
+    RopeFn,
     SinusoidalTimeEmbedding,
     SwiGLU,
     joint_attention,
 )
 from .paths import LinearPath, PathSample, expand_time
-from .solvers import SOLVERS, sample
+from .solvers import EVALS_PER_STEP, SOLVERS, sample, time_grid
 from .timesamplers import (
     BetaTimeSampler,
     LogitNormalTimeSampler,
@@ -30,6 +34,8 @@ from .timesamplers import (
 
 __version__ = "0.1.0"
 __all__ = [
+    "EVALS_PER_STEP",
+    "REDUCTIONS",
     "SOLVERS",
     "ActionExpert",
     "ActionExpertLayer",
@@ -37,10 +43,12 @@ __all__ = [
     "AdaRMSNorm",
     "BetaTimeSampler",
     "FlowMLPHead",
+    "FlowMatching",
     "LinearPath",
     "LogitNormalTimeSampler",
     "PathSample",
     "RMSNorm",
+    "RopeFn",
     "SinusoidalTimeEmbedding",
     "SwiGLU",
     "TimeSampler",
@@ -54,6 +62,7 @@ __all__ = [
     "joint_attention",
     "masked_mean",
     "sample",
+    "time_grid",
     "to_openpi_time",
     "to_openpi_velocity",
 ]

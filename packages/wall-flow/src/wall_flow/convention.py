@@ -16,14 +16,17 @@ __all__ = ["from_openpi_time", "from_openpi_velocity_fn", "to_openpi_time", "to_
 
 
 def to_openpi_time(t: Tensor) -> Tensor:
+    """Our t [B] (0 = noise) -> openpi's t [B] (1 = noise)."""
     return 1 - t
 
 
 def from_openpi_time(t: Tensor) -> Tensor:
+    """openpi's t [B] (1 = noise) -> ours [B] (0 = noise)."""
     return 1 - t
 
 
 def to_openpi_velocity(v: Tensor) -> Tensor:
+    """Our velocity [B, H, D] (actions - noise) -> openpi's (noise - actions)."""
     return -v
 
 

@@ -2,7 +2,11 @@
 
 Velocity space: ``|v̂ - u|²``. Action space (Wall-OSS-0.5's "x-loss"): ``|x̂ - x1|²`` with
 ``x̂ = x_t + (1 - t)·v̂``; since ``x̂ - x1 = (1 - t)(v̂ - u)``, the action-space loss is the velocity loss
-weighted by ``(1 - t)²`` per sample. Masked means divide by the number of valid elements.
+weighted by ``(1 - t)²`` per sample.
+
+Two reductions: ``"valid"`` divides by the number of valid (mask > 0) elements; ``"all"`` (the released
+Wall-OSS-0.5 reduction) divides by every element of the rows that have any valid element, so masked entries
+count as zeros (rows with no valid element are dropped first).
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .paths import LinearPath, expand_time
+from .paths import LinearPath
 
-__all__ = ["broadcast_mask", "flow_loss", "masked_mean"]
+__all__ = ["REDUCTIONS", "broadcast_mask", "flow_loss", "masked_mean"]
+REDUCTIONS = ("valid", "all")
 
 
 def broadcast_mask(mask: Tensor | None, like: Tensor) -> Tensor | None:
@@ -34,10 +39,17 @@ def broadcast_mask(mask: Tensor | None, like: Tensor) -> Tensor | None:
     )
 
 
-def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+def masked_mean(x: Tensor, mask: Tensor | None, reduction: str = "valid") -> Tensor:
+    """Mean of ``x`` [B, ...] weighted by ``mask`` (same shape); see the module doc for ``reduction``."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if mask is None:
         return x.mean()
-    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+    if reduction == "valid":
+        return (x * mask).sum() / mask.sum().clamp_min(1.0)
+    rows = (mask.reshape(mask.shape[0], -1) > 0).any(dim=1).sum()
+    per_row = mask[0].numel()
+    return (x * mask).sum() / (rows * per_row).clamp_min(1)
 
 
 def flow_loss(
@@ -47,20 +59,20 @@ def flow_loss(
     t: Tensor,
     mask: Tensor | None = None,
     space: Literal["action", "velocity"] = "action",
+    reduction: Literal["valid", "all"] = "valid",
 ) -> Tensor:
-    """Masked MSE of a velocity prediction ``v_pred`` [B, H, D] on the linear path from ``x0`` to ``x1``."""
+    """Masked MSE (scalar) of a velocity prediction ``v_pred`` [B, H, D] on the linear path from noise ``x0``
+    to data ``x1`` (both [B, H, D]) at times ``t`` [B]; ``mask`` [B, D], [B, H] or [B, H, D]."""
     if v_pred.shape != x1.shape:
         raise ValueError(f"v_pred {tuple(v_pred.shape)} must match actions {tuple(x1.shape)}")
+    if space not in ("action", "velocity"):
+        raise ValueError(f"space must be 'action' or 'velocity', got {space!r}")
     m = broadcast_mask(mask, x1)
-    x_t = (1 - expand_time(t, x1)) * x0 + expand_time(t, x1) * x1
     if space == "velocity":
         err = (v_pred - (x1 - x0)) ** 2
-    elif space == "action":
-        err = (LinearPath.data_from_velocity(x_t, v_pred, t) - x1) ** 2
     else:
-        raise ValueError(f"space must be 'action' or 'velocity', got {space!r}")
-    if m is not None:
-        err = torch.where(
-            m > 0, err, torch.zeros_like(err)
-        )  # padded dims: exactly zero, even if NaN upstream
-    return masked_mean(err, m)
+        x_t = LinearPath.interpolate(x0, x1, t)
+        err = (LinearPath.data_from_velocity(x_t, v_pred, t) - x1) ** 2
+    if m is not None:  # padded dims: exactly zero, even if NaN upstream
+        err = torch.where(m > 0, err, torch.zeros_like(err))
+    return masked_mean(err, m, reduction)

@@ -7,6 +7,7 @@
 from .base import ActionTokenizer, DecodeResult, EncodeStats, create, list_tokenizers, load
 from .bins import BinTokenizer
 from .fast import FASTTokenizer
+from .fast_released import ReleasedFASTTokenizer
 from .rvq import RVQTokenizer, kmeans
 from .vocab import VocabMapper
 
@@ -18,6 +19,7 @@ __all__ = [
     "EncodeStats",
     "FASTTokenizer",
     "RVQTokenizer",
+    "ReleasedFASTTokenizer",
     "VocabMapper",
     "create",
     "kmeans",

@@ -42,7 +42,8 @@ def _even_offsets_in_runs(pos: np.ndarray) -> np.ndarray:
     """For sorted pair positions of one self-pair ``(a, a)``, the pairs merged leftmost-first in each run."""
     start = np.ones(pos.size, dtype=bool)
     np.not_equal(pos[1:], pos[:-1] + 1, out=start[1:])
-    return (_offset_in_run(start)[0] & 1) == 0
+    even: np.ndarray = (_offset_in_run(start)[0] & 1) == 0
+    return even
 
 
 def _greedy_matching(pos: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -220,7 +221,8 @@ class BatchBPE:
         if len(chain) < 2:
             chain = []  # no chain: every rank goes through the groups
         start = max(len(chain) - 1, 0)
-        groups, lo, made = [], start, set()
+        groups: list[tuple[int, int]] = []
+        lo, made = start, set[int]()
         for r in range(start, len(arr)):
             a, b, c = arr[r].tolist()
             if a in made or b in made:

@@ -20,11 +20,18 @@ __all__ = ["ActionTokenizer", "DecodeResult", "EncodeStats", "create", "list_tok
 logger = logging.getLogger(__name__)
 _REGISTRY: dict[str, type[ActionTokenizer]] = {}
 CONFIG_FILE = "wall_tokenizer.json"
+RELEASED_CONFIG_FILE = "processor_config.json"  # the released FAST processor layout
+RELEASED_TYPE = "fast_released"
 
 
 @dataclass
 class DecodeResult:
-    """Decoded chunks ``actions`` [B, H, D] and a per-chunk ``valid`` flag [B]."""
+    """What ``decode`` returns.
+
+    ``actions``: float64 [B, H, D], one chunk per token sequence (malformed ones too, see ``valid``).
+    ``valid``: bool [B], False where a sequence was malformed (unknown ids, too few or too many
+    coefficients).
+    """
 
     actions: np.ndarray
     valid: np.ndarray
@@ -32,7 +39,12 @@ class DecodeResult:
 
 @dataclass
 class EncodeStats:
-    """Counters from the last ``encode`` call: values clipped to the fitted range, and chunks seen."""
+    """Counters from the last ``encode`` call.
+
+    ``clipped_values``: values (coefficients, bins) outside the fitted range in the whole batch;
+    ``clipped_chunks``: how many chunks had at least one; ``chunks``: chunks encoded (B);
+    ``per_chunk_clipped``: int64 [B], the count per chunk.
+    """
 
     clipped_values: int = 0
     clipped_chunks: int = 0
@@ -41,7 +53,7 @@ class EncodeStats:
 
 
 def check_finite(arr: np.ndarray) -> None:
-    """Raise a ValueError naming the first NaN/inf in ``arr``."""
+    """Raise a ValueError naming the index of the first NaN/inf in ``arr`` (any shape); return None if none."""
     if not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0].tolist()
         raise ValueError(
@@ -50,12 +62,19 @@ def check_finite(arr: np.ndarray) -> None:
 
 
 def as_chunks(
-    chunks: Any, action_dim: int | None = None, horizon: int | None = None, finite: bool = True
+    chunks: Any,
+    action_dim: int | None = None,
+    action_horizon: int | None = None,
+    finite: bool = True,
+    keep_float32: bool = False,
 ) -> np.ndarray:
-    """Validate and return ``chunks`` as float64 ``[B, H, D]`` (a single ``[H, D]`` chunk gets a batch axis).
+    """Validate ``chunks`` and return them as a float ``[B, H, D]`` array (one ``[H, D]`` chunk gets B = 1).
 
+    ``action_dim`` / ``action_horizon``: when not None, D / H must equal them (ValueError otherwise).
     ``finite=False`` skips the NaN/inf check for callers that detect it more cheaply on their own result
-    (and then call :func:`check_finite` for the message)."""
+    (and then call :func:`check_finite` for the message).  The result is float64, except that float32
+    input stays float32 with ``keep_float32`` (the released FAST processor transforms float32 chunks in
+    float32, which decides how its coefficients round)."""
     arr = np.asarray(chunks)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise TypeError(f"action chunks must be a numeric array, got dtype {arr.dtype}")
@@ -64,7 +83,7 @@ def as_chunks(
     if arr.ndim != 3:
         raise ValueError(
             f"action chunks must have shape [B, H, D] or [H, D], got shape {arr.shape}; "
-            "reshape your actions to (batch, horizon, action_dim)"
+            "reshape your actions to (batch, action_horizon, action_dim)"
         )
     if arr.size == 0:
         raise ValueError(f"action chunks are empty (shape {arr.shape}); pass at least one step of one DOF")
@@ -74,13 +93,17 @@ def as_chunks(
         raise ValueError(
             f"tokenizer was fitted for action_dim={action_dim}, got chunks with D={arr.shape[2]}"
         )
-    if horizon is not None and arr.shape[1] != horizon:
-        raise ValueError(f"tokenizer was fitted for horizon={horizon}, got chunks with H={arr.shape[1]}")
+    if action_horizon is not None and arr.shape[1] != action_horizon:
+        raise ValueError(
+            f"tokenizer was fitted for action_horizon={action_horizon}, got chunks with H={arr.shape[1]}"
+        )
+    if keep_float32 and arr.dtype == np.float32:
+        return arr
     return arr.astype(np.float64, copy=False)
 
 
 def as_token_lists(tokens: Any) -> list[np.ndarray]:
-    """Accept one sequence, a list of sequences or a 2-D array and return a list of int64 arrays."""
+    """One id sequence [L], a list of B sequences or a [B, L] array -> a list of B int64 arrays."""
     if isinstance(tokens, np.ndarray) and tokens.ndim == 2:
         return [np.asarray(t, dtype=np.int64) for t in tokens]
     if isinstance(tokens, np.ndarray) and tokens.ndim == 1:
@@ -92,7 +115,8 @@ def as_token_lists(tokens: Any) -> list[np.ndarray]:
 
 
 def flatten_tokens(tokens: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Like :func:`as_token_lists`, but return all ids concatenated (int64) and the length of each sequence."""
+    """Like :func:`as_token_lists`, but return all ids concatenated (int64 [sum L_b]) and the length of each
+    sequence (int64 [B])."""
     if isinstance(tokens, np.ndarray) and tokens.ndim == 2:
         lengths = np.full(tokens.shape[0], tokens.shape[1], dtype=np.int64)
         return _as_ids(tokens.reshape(-1)), lengths
@@ -122,11 +146,16 @@ def _as_ids(arr: np.ndarray) -> np.ndarray:
 
 
 class ActionTokenizer:
-    """Base class: subclasses implement ``fit``, ``encode``, ``decode`` and their state (de)serialisation."""
+    """Base class of the action tokenizers: float chunks [B, H, D] <-> integer id sequences.
+
+    Subclasses implement ``fit``, ``encode``, ``decode`` and their state (de)serialisation
+    (``_config``, ``_save_state``, ``_from_saved``); a class with a ``name`` is registered for
+    :func:`create` and :func:`load`.  ``action_horizon`` (H) and ``action_dim`` (D) are set by ``fit``.
+    """
 
     name: ClassVar[str] = ""
     vocab_size: int
-    horizon: int | None = None
+    action_horizon: int | None = None
     action_dim: int | None = None
 
     def __init_subclass__(cls, **kw: Any) -> None:
@@ -138,28 +167,40 @@ class ActionTokenizer:
         self.last_stats = EncodeStats()
 
     @property
+    def horizon(self) -> int | None:
+        """Deprecated alias of :attr:`action_horizon` (the chunk length H; renamed in issue 13)."""
+        return self.action_horizon
+
+    @property
     def is_fitted(self) -> bool:
-        return self.horizon is not None
+        """True once ``fit`` has run or the tokenizer was loaded."""
+        return self.action_horizon is not None
 
     def _require_fitted(self) -> None:
         if not self.is_fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call .fit(chunks) or load a saved one")
 
     def fit(self, chunks: np.ndarray) -> ActionTokenizer:
+        """Fit the tokenizer on chunks [N, H, D] (normalised to about [-1, 1]); returns ``self``."""
         raise NotImplementedError
 
     def encode(self, chunks: np.ndarray) -> list[np.ndarray]:
+        """Chunks [B, H, D] (or one [H, D]) -> B int64 id arrays in ``[0, vocab_size)``."""
         raise NotImplementedError
 
-    def decode(self, tokens: Any, horizon: int | None = None, action_dim: int | None = None) -> DecodeResult:
+    def decode(
+        self, tokens: Any, action_horizon: int | None = None, action_dim: int | None = None
+    ) -> DecodeResult:
+        """B id sequences -> :class:`DecodeResult` with actions [B, H, D] and valid [B]."""
         raise NotImplementedError
 
     def tokens_per_chunk(self, chunks: np.ndarray) -> float:
-        """Mean number of tokens per chunk on ``chunks``."""
+        """Mean number of tokens per chunk over ``chunks`` [B, H, D]."""
         return float(np.mean([len(t) for t in self.encode(chunks)]))
 
     # --- persistence -------------------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
+        """JSON-serialisable settings and fitted scalars, written to ``wall_tokenizer.json``."""
         raise NotImplementedError
 
     def _save_state(self, path: Path) -> None:
@@ -167,10 +208,11 @@ class ActionTokenizer:
 
     @classmethod
     def _from_saved(cls, config: dict[str, Any], path: Path) -> ActionTokenizer:
+        """Rebuild a tokenizer from its ``_config`` dict and the files in ``path``."""
         raise NotImplementedError
 
     def save(self, path: str | Path) -> None:
-        """Save to directory ``path`` (created if needed)."""
+        """Save to directory ``path`` (created if needed): ``wall_tokenizer.json`` plus the state files."""
         self._require_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -180,27 +222,59 @@ class ActionTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> ActionTokenizer:
+        """Same as :func:`load`: any saved tokenizer (or a released FAST processor folder)."""
         return load(path)
 
 
+def saved_action_horizon(config: dict[str, Any]) -> int | None:
+    """Pop the chunk length H from a saved config dict: ``action_horizon``, or ``horizon`` in folders
+    written before issue 13 renamed it.  Raises KeyError when neither is there."""
+    legacy = config.pop("horizon", None)
+    if "action_horizon" in config:
+        value = config.pop("action_horizon")
+    elif legacy is not None:
+        value = legacy
+    else:
+        raise KeyError(
+            "saved tokenizer config has no 'action_horizon' (or legacy 'horizon'); re-save the tokenizer"
+        )
+    return None if value is None else int(value)
+
+
 def create(name: str, **kwargs: Any) -> ActionTokenizer:
-    """Create an (unfitted) tokenizer by registry name, e.g. ``create("fast", scale=10, vocab_size=1024)``."""
+    """Create an (unfitted) tokenizer by registry name, e.g. ``create("fast", scale=10, vocab_size=1024)``.
+
+    ``kwargs`` go to the class's constructor; raises KeyError for an unknown name."""
     if name not in _REGISTRY:
         raise KeyError(f"unknown action tokenizer {name!r}; available: {sorted(_REGISTRY)}")
     return _REGISTRY[name](**kwargs)
 
 
 def list_tokenizers() -> list[str]:
+    """The registry names :func:`create` accepts, sorted."""
     return sorted(_REGISTRY)
 
 
 def load(path: str | Path) -> ActionTokenizer:
-    """Load any saved tokenizer from its directory."""
+    """Load a tokenizer from its directory.
+
+    A directory written by ``save`` holds ``wall_tokenizer.json`` naming its type.  A directory in the
+    released FAST processor layout (``processor_config.json`` + ``tokenizer.json``, e.g. a download of
+    ``physical-intelligence/fast``) loads as :class:`~wall_tokenizer.ReleasedFASTTokenizer`; nothing in it
+    is executed (its ``processing_action_tokenizer.py`` is ignored).
+    """
     path = Path(path)
     cfg_file = path / CONFIG_FILE
     if not cfg_file.is_file():
-        raise FileNotFoundError(f"{cfg_file} not found: is {path} a directory written by tokenizer.save()?")
+        if (path / RELEASED_CONFIG_FILE).is_file():
+            return _REGISTRY[RELEASED_TYPE]._from_saved({}, path)
+        raise FileNotFoundError(
+            f"{cfg_file} not found: is {path} a directory written by tokenizer.save() (or a released FAST "
+            f"processor folder with {RELEASED_CONFIG_FILE})?"
+        )
     cfg = json.loads(cfg_file.read_text())
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_file} must hold a JSON object, got {type(cfg).__name__}")
     kind = cfg.pop("type", None)
     if kind not in _REGISTRY:
         raise KeyError(f"{cfg_file} names tokenizer type {kind!r}; known types: {sorted(_REGISTRY)}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ActionTokenizer, DecodeResult, EncodeStats, as_chunks, as_token_lists
+from .base import ActionTokenizer, DecodeResult, EncodeStats, as_chunks, as_token_lists, saved_action_horizon
 
 __all__ = ["BinTokenizer"]
 
@@ -15,8 +15,10 @@ __all__ = ["BinTokenizer"]
 class BinTokenizer(ActionTokenizer):
     """``num_bins`` uniform bins per DOF between fitted per-DOF quantiles; one token per kept (step, DOF).
 
-    ``time_stride`` keeps every k-th step (and the last) and decodes by linear interpolation, so the
-    token budget can be matched to FAST/RVQ. Ids are bin indices shared by all DOFs (vocab = num_bins).
+    Chunks [B, H, D] -> B id arrays of ``ceil(H / time_stride) * D`` (+1 step when H-1 is not a multiple)
+    ids each.  ``time_stride`` keeps every k-th step (and the last) and decodes by linear interpolation,
+    so the token budget can be matched to FAST/RVQ.  ``quantile`` trims the fitted range (0: min/max).
+    Ids are bin indices shared by all DOFs (vocab = num_bins).
     """
 
     name = "bins"
@@ -31,34 +33,58 @@ class BinTokenizer(ActionTokenizer):
         self.low: np.ndarray | None = None
         self.high: np.ndarray | None = None
 
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted per-DOF range (low [D], high [D]); RuntimeError before ``fit``."""
+        self._require_fitted()
+        if self.low is None or self.high is None:
+            raise RuntimeError("BinTokenizer is not fitted: call .fit(chunks) or load a saved one")
+        return self.low, self.high
+
     def _steps(self, h: int) -> np.ndarray:
         idx = np.arange(0, h, self.time_stride)
         return idx if idx[-1] == h - 1 else np.append(idx, h - 1)
 
     def fit(self, chunks: np.ndarray) -> BinTokenizer:
+        """Fit the per-DOF range on chunks [N, H, D]; returns ``self``."""
         arr = as_chunks(chunks)
         flat = arr.reshape(-1, arr.shape[2])
-        self.low = np.quantile(flat, self.quantile, axis=0)
-        self.high = np.quantile(flat, 1.0 - self.quantile, axis=0)
-        self.high = np.where(self.high - self.low < 1e-8, self.low + 1e-8, self.high)
-        self.horizon, self.action_dim = arr.shape[1], arr.shape[2]
+        low = np.quantile(flat, self.quantile, axis=0)
+        high = np.quantile(flat, 1.0 - self.quantile, axis=0)
+        self.low, self.high = low, np.where(high - low < 1e-8, low + 1e-8, high)
+        self.action_horizon, self.action_dim = arr.shape[1], arr.shape[2]
         return self
 
     def encode(self, chunks: np.ndarray) -> list[np.ndarray]:
-        self._require_fitted()
-        arr = as_chunks(chunks, self.action_dim, self.horizon)[:, self._steps(self.horizon or 0)]
-        u = (arr - self.low) / (self.high - self.low)
+        """Chunks [B, H, D] (or one [H, D]) -> B int64 arrays of bin ids [len(kept steps) * D].
+
+        Values outside the fitted range go to the end bins and are counted in ``last_stats``."""
+        low, high = self._bounds()
+        h = self.action_horizon or 0
+        arr = as_chunks(chunks, self.action_dim, h)[:, self._steps(h)]
+        u = (arr - low) / (high - low)
         raw = np.floor(u * self.vocab_size).astype(np.int64)
-        out_of_range = ((arr < self.low) | (arr > self.high)).reshape(len(arr), -1).sum(axis=1)
+        out_of_range = ((arr < low) | (arr > high)).reshape(len(arr), -1).sum(axis=1)
         self.last_stats = EncodeStats(
             int(out_of_range.sum()), int((out_of_range > 0).sum()), len(arr), out_of_range
         )
         ids = np.clip(raw, 0, self.vocab_size - 1).reshape(len(arr), -1)
         return list(ids)
 
-    def decode(self, tokens: Any, horizon: int | None = None, action_dim: int | None = None) -> DecodeResult:
-        self._require_fitted()
-        h, d = self.horizon or 0, self.action_dim or 0
+    def decode(
+        self, tokens: Any, action_horizon: int | None = None, action_dim: int | None = None
+    ) -> DecodeResult:
+        """B id sequences -> actions [B, H, D] at bin centres (interpolated between kept steps), valid [B].
+
+        H and D are the fitted ones (the arguments exist for the common interface and must match them).
+        A sequence of the wrong length or with ids outside ``[0, num_bins)`` is flagged invalid; its ids
+        are clipped and missing ones take the middle bin."""
+        low, high = self._bounds()
+        h, d = self.action_horizon or 0, self.action_dim or 0
+        if (action_horizon not in (None, h)) or (action_dim not in (None, d)):
+            raise ValueError(
+                f"BinTokenizer was fitted for chunks [{h}, {d}]; got action_horizon={action_horizon}, "
+                f"action_dim={action_dim}"
+            )
         steps = self._steps(h)
         n = len(steps) * d
         seqs = as_token_lists(tokens)
@@ -69,7 +95,7 @@ class BinTokenizer(ActionTokenizer):
             s = np.clip(s[:n], 0, self.vocab_size - 1)
             ids[b, : s.size] = s
         centers = (ids.reshape(len(seqs), len(steps), d) + 0.5) / self.vocab_size
-        kept = self.low + centers * (self.high - self.low)
+        kept = low + centers * (high - low)
         if len(steps) == h:
             return DecodeResult(kept, valid)
         t = np.arange(h)
@@ -86,7 +112,7 @@ class BinTokenizer(ActionTokenizer):
             "num_bins": self.vocab_size,
             "time_stride": self.time_stride,
             "quantile": self.quantile,
-            "horizon": self.horizon,
+            "action_horizon": self.action_horizon,
             "action_dim": self.action_dim,
             "low": np.asarray(self.low).tolist(),
             "high": np.asarray(self.high).tolist(),
@@ -95,6 +121,6 @@ class BinTokenizer(ActionTokenizer):
     @classmethod
     def _from_saved(cls, config: dict[str, Any], path: Path) -> BinTokenizer:
         tok = cls(config["num_bins"], config["time_stride"], config["quantile"])
-        tok.horizon, tok.action_dim = config["horizon"], config["action_dim"]
+        tok.action_horizon, tok.action_dim = saved_action_horizon(config), config["action_dim"]
         tok.low, tok.high = np.asarray(config["low"]), np.asarray(config["high"])
         return tok

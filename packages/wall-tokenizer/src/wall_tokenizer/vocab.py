@@ -15,7 +15,10 @@ __all__ = ["VocabMapper"]
 
 
 class VocabMapper:
-    """Bijection between action ids [0, num_action_tokens) and host ids [host_vocab_size, host + n)."""
+    """Bijection between action ids [0, num_action_tokens) and host ids [host_vocab_size, host + n).
+
+    ``host_vocab_size``: the host text tokenizer's length (151,665 for Qwen2.5-VL); ``num_action_tokens``:
+    the action tokenizer's ``vocab_size``; ``prefix`` names the added token strings."""
 
     def __init__(self, host_vocab_size: int, num_action_tokens: int, prefix: str = "action_token") -> None:
         if host_vocab_size < 0 or num_action_tokens < 1:
@@ -26,6 +29,7 @@ class VocabMapper:
 
     @property
     def total_vocab_size(self) -> int:
+        """Rows the host embedding needs: host_vocab_size + num_action_tokens."""
         return self.host_vocab_size + self.num_action_tokens
 
     def token_strings(self) -> list[str]:
@@ -33,6 +37,7 @@ class VocabMapper:
         return [f"<|{self.prefix}_{i}|>" for i in range(self.num_action_tokens)]
 
     def to_host(self, ids: Any) -> np.ndarray:
+        """Action ids (any shape) -> host ids (int64, same shape); ValueError for ids out of range."""
         arr = np.asarray(ids, dtype=np.int64)
         if arr.size and (arr.min() < 0 or arr.max() >= self.num_action_tokens):
             raise ValueError(
@@ -41,11 +46,13 @@ class VocabMapper:
         return arr + self.host_vocab_size
 
     def is_action(self, host_ids: Any) -> np.ndarray:
+        """Host ids (any shape) -> bool mask (same shape), True where the id is an action token."""
         arr = np.asarray(host_ids, dtype=np.int64)
         return (arr >= self.host_vocab_size) & (arr < self.total_vocab_size)
 
     def from_host(self, host_ids: Any, strict: bool = True) -> np.ndarray:
-        """Map host ids back; with ``strict=False`` non-action ids become -1 instead of raising."""
+        """Host ids (any shape) -> action ids (int64, same shape); with ``strict=False`` non-action ids
+        become -1 instead of raising ValueError."""
         arr = np.asarray(host_ids, dtype=np.int64)
         mask = self.is_action(arr)
         if strict and not mask.all():

@@ -23,6 +23,8 @@ SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|p
 
 
 def register_backbone(name: str) -> Callable:
+    """Decorator registering a factory ``fn(**overrides) -> BackboneAdapter`` under ``name``."""
+
     def deco(fn: Callable[..., BackboneAdapter]) -> Callable[..., BackboneAdapter]:
         _REGISTRY[name] = fn
         return fn
@@ -38,6 +40,7 @@ def create_backbone(name: str, **overrides: Any) -> BackboneAdapter:
 
 
 def list_backbones() -> list[str]:
+    """Names of the registered backbones, sorted."""
     return sorted(_REGISTRY)
 
 
@@ -45,42 +48,50 @@ class BackboneAdapter(nn.Module):
     """Uniform view of a VLM for the MoT loop. Subclasses set the attributes below in ``__init__``."""
 
     name: str
-    decoder: nn.Module  # has .layers, .norm, .embed_tokens
-    lm_head: nn.Module
+    decoder: Any  # an nn.Module with .layers, .norm, .embed_tokens, .rotary_emb, .config
+    lm_head: Any  # nn.Linear [V, W]
     tokenizer: Any  # transformers PreTrainedTokenizerFast with SPECIAL_TOKENS added
     config_dict: dict[str, Any]
 
     @property
-    def layers(self) -> nn.ModuleList:
+    def layers(self) -> Any:
+        """The decoder layers (an nn.ModuleList)."""
         return self.decoder.layers
 
     @property
     def hidden_size(self) -> int:
+        """Decoder width W."""
         return self.decoder.config.hidden_size
 
     @property
     def num_heads(self) -> int:
+        """Query heads."""
         return self.decoder.config.num_attention_heads
 
     @property
     def num_kv_heads(self) -> int:
+        """Key/value heads."""
         return self.decoder.config.num_key_value_heads
 
     @property
     def head_dim(self) -> int:
+        """Per-head width d."""
         return getattr(self.decoder.config, "head_dim", None) or self.hidden_size // self.num_heads
 
     @property
     def vocab_size(self) -> int:
+        """Rows of the input embedding (ids the model can read)."""
         return self.decoder.embed_tokens.num_embeddings
 
     def token_id(self, token: str) -> int:
+        """The tokenizer id of ``token``; KeyError when the tokenizer lacks it."""
         tid = self.tokenizer.convert_tokens_to_ids(token)
         if tid is None or tid == self.tokenizer.unk_token_id:
             raise KeyError(f"token {token!r} is not in the {self.name} tokenizer")
         return int(tid)
 
     def embed_tokens(self, ids: Tensor) -> Tensor:
+        """ids [B, L] -> embeddings [B, L, W]."""
         return self.decoder.embed_tokens(ids)
 
     def resize_token_embeddings(self, new_size: int) -> None:
@@ -101,18 +112,24 @@ class BackboneAdapter(nn.Module):
 
     # --- family-specific ------------------------------------------------------------------------------------
     def num_image_tokens(self, image_size: tuple[int, int]) -> int:
+        """Image tokens one (h, w) image becomes."""
         raise NotImplementedError
 
     def encode_images(self, images: Tensor) -> Tensor:
         """uint8 images [N, 3, h, w] -> token embeddings [N, num_image_tokens, hidden]."""
         raise NotImplementedError
 
+    def encode_pixels(self, pixel_values: Tensor, image_grid_thw: Tensor) -> Tensor:
+        """Processor-made patch rows [N_patches, F] + grids [N_images, 3] -> tokens [N_tokens, hidden]."""
+        raise NotImplementedError(f"the {self.name} backbone takes uint8 images, not pixel_values")
+
     def rope(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """(cos, sin) for 1-D positions [B, L]."""
+        """(cos, sin) [B, L, head_dim] for positions [B, L] (or [3, B, L] m-RoPE ids where supported)."""
         raise NotImplementedError
 
     @staticmethod
     def apply_rope(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+        """Rotate q [B, Hq, L, d] and k [B, Hkv, L, d] by (cos, sin) [B, L, d] (rotate-half convention)."""
         from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
         return apply_rotary_pos_emb(q, k, cos, sin)

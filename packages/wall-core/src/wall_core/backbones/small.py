@@ -54,20 +54,23 @@ class SmallBackbone(BackboneAdapter):
         )
         self.decoder = Qwen2Model(cfg)
         self.lm_head = nn.Linear(hidden_size, cfg.vocab_size, bias=False)
-        self.vision = timm.create_model(
+        self.vision: Any = timm.create_model(
             vision_model, pretrained=False, num_classes=0, img_size=image_size, patch_size=patch_size,
             embed_dim=vision_width, depth=vision_depth, num_heads=max(1, vision_width // 32),
         )  # fmt: skip
         self.vision_proj = nn.Linear(vision_width, hidden_size)
         self.image_size = image_size
+        self.pixel_mean: Tensor
         self.register_buffer("pixel_mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1), persistent=False)
 
     def num_image_tokens(self, image_size: tuple[int, int]) -> int:
+        """(h / patch)·(w / patch) tokens per image."""
         return (image_size[0] // self.config_dict["patch_size"]) * (
             image_size[1] // self.config_dict["patch_size"]
         )
 
     def encode_images(self, images: Tensor) -> Tensor:
+        """uint8 images [N, 3, s, s] -> token embeddings [N, (s/patch)², hidden]."""
         if images.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(
                 f"small backbone expects {self.image_size}x{self.image_size} images, got {tuple(images.shape[-2:])}"
@@ -77,4 +80,10 @@ class SmallBackbone(BackboneAdapter):
         return self.vision_proj(feats)
 
     def rope(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """(cos, sin) [B, L, head_dim] for 1-D positions [B, L] (this decoder has no m-RoPE)."""
+        if positions.ndim != 2:
+            raise ValueError(
+                f"the small backbone uses 1-D positions [B, L]; got {tuple(positions.shape)} "
+                "(leave WallBatch.position_ids as None)"
+            )
         return self.decoder.rotary_emb(x, positions)

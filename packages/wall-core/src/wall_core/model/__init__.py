@@ -1,6 +1,8 @@
+"""The Wall VLA model: batch, config, masks/positions, the MoT model and its presets."""
+
 from .batch import WallBatch
 from .config import WallVLAConfig
-from .masks import SEG, flow_mask, prefix_mask
+from .masks import SEG, flow_attention_mask, flow_positions, prefix_attention_mask, prefix_positions
 from .vla import PrefixCache, WallOutput, WallVLA, bridge_kv
 
 __all__ = [
@@ -11,6 +13,8 @@ __all__ = [
     "WallVLA",
     "WallVLAConfig",
     "bridge_kv",
-    "flow_mask",
-    "prefix_mask",
+    "flow_attention_mask",
+    "flow_positions",
+    "prefix_attention_mask",
+    "prefix_positions",
 ]

@@ -1,10 +1,12 @@
 """The Wall VLA: a VLM backbone + a narrower action expert in a Mixture-of-Transformers layout.
 
 Each layer: prefix tokens (images, instruction, state, discrete action tokens) use the backbone's norms,
-QKV/O and FFN; flow slots use the expert's own (narrower) norms, QKV/O and FFN; both meet in one attention
+QKV/O and FFN; flow slots use the expert's own (narrower) norms, QKV/O and FFN (wall-flow's
+:class:`~wall_flow.ActionExpert`, driven through its documented MoT interface); both meet in one attention
 over the shared head space. Because prefix rows never attend to flow slots, the prefix pass is computed once
 and its per-layer keys/values serve every flow step: training and cached inference share the same code.
-The gradient bridge acts on exactly those prefix keys/values as seen by the flow slots.
+The gradient bridge acts on exactly those prefix keys/values as seen by the flow slots. Flow matching
+(times, noise, x_t, loss, sampler) is the model's :class:`~wall_flow.FlowMatching` object ``self.flow``.
 """
 
 from __future__ import annotations
@@ -16,23 +18,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from wall_flow import (
-    ActionExpertLayer,
-    ActionInputProjector,
-    BetaTimeSampler,
-    RMSNorm,
-    joint_attention,
-    sample,
-)
+from wall_flow import ActionExpert, BetaTimeSampler, FlowMatching, joint_attention
 
 from ..backbones import BackboneAdapter, create_backbone
 from .batch import WallBatch
 from .config import WallVLAConfig
-from .masks import SEG, flow_mask, prefix_mask
+from .decoding import DecodingMixin
+from .masks import SEG, flow_attention_mask, flow_positions, prefix_attention_mask, prefix_positions
 
 __all__ = ["PrefixCache", "WallOutput", "WallVLA", "bridge_kv"]
 logger = logging.getLogger(__name__)
 BRIDGES = ("full", "scaled", "insulated")
+COMPUTE = ("text_ce", "action_ce", "flow")
 
 
 def bridge_kv(x: Tensor, bridge: str, scale: float) -> Tensor:
@@ -48,87 +45,114 @@ def bridge_kv(x: Tensor, bridge: str, scale: float) -> Tensor:
 
 @dataclass
 class PrefixCache:
-    hidden: Tensor  # [B, L, W] after the final norm
-    kv: list[tuple[Tensor, Tensor]]  # per layer, keys after RoPE: [B, Hkv, L, d]
-    positions: Tensor  # [B, L]
+    """The prefix pass: ``hidden`` [B, L, W] after the final norm; ``kv`` per layer (k, v) [B, Hkv, L, d]
+    with RoPE applied; ``positions`` [B, L] or [3, B, L]; ``valid`` [B, L] bool; ``segment`` [B, L] long."""
+
+    hidden: Tensor
+    kv: list[tuple[Tensor, Tensor]]
+    positions: Tensor
     valid: Tensor
     segment: Tensor
 
 
 @dataclass
 class WallOutput:
-    """What the objective needs. Any model producing these fields can use :class:`WallObjective`."""
+    """What the objective needs. Any model producing these fields can use :class:`WallObjective`.
 
-    text_logits: Tensor | None = (
-        None  # [N_text, V] at positions whose next token is a supervised answer token
-    )
+    ``text_logits`` [N_text, V] / ``text_targets`` [N_text] at positions whose next token is a supervised
+    answer token; ``action_logits`` / ``action_targets`` the same for discrete action tokens; ``v_pred``
+    [B, H, A] velocity at ``x_t`` = path(``x0``, ``x1``, ``t``) ([B, H, A], [B, H, A], [B]);
+    ``action_loss_mask`` [B, H, A].
+    """
+
+    text_logits: Tensor | None = None
     text_targets: Tensor | None = None
-    action_logits: Tensor | None = None  # [N_act, V] for discrete action tokens
+    action_logits: Tensor | None = None
     action_targets: Tensor | None = None
-    v_pred: Tensor | None = None  # [B, H, A]
+    v_pred: Tensor | None = None
     x0: Tensor | None = None
     x1: Tensor | None = None
     t: Tensor | None = None
-    flow_mask: Tensor | None = None  # [B, H, A]
+    action_loss_mask: Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-class WallVLA(nn.Module):
+class WallVLA(DecodingMixin, nn.Module):
+    """Backbone (``backbone``) + action expert (``expert``, wall-flow's stack) + flow recipe (``flow``).
+
+    Entry points: :meth:`prefix_forward` (batch -> :class:`PrefixCache`), :meth:`flow_forward` (x_t, t,
+    cache -> velocity), :meth:`forward` (training outputs), :meth:`predict_actions` (flow chunk),
+    :meth:`generate_text` / :meth:`generate_action_tokens` (KV-cached decoding through the LM head).
+    """
+
     def __init__(self, config: WallVLAConfig, backbone: BackboneAdapter | None = None) -> None:
         super().__init__()
-        self.config = config
+        self.config = cfg = config
         self.backbone = backbone or create_backbone(config.backbone, **config.backbone_overrides)
         bb = self.backbone
         self.host_vocab_size = bb.vocab_size
-        if config.num_action_tokens:
-            bb.resize_token_embeddings(self.host_vocab_size + config.num_action_tokens)
-        we = config.expert_width or max(bb.hidden_size // 2, bb.head_dim)
+        if cfg.num_action_tokens:
+            bb.resize_token_embeddings(self.host_vocab_size + cfg.num_action_tokens)
+        we = cfg.expert_width or max(bb.hidden_size // 2, bb.head_dim)
         self.expert_width = we
-        self.expert = nn.ModuleList(
-            ActionExpertLayer(
-                we,
-                bb.num_heads,
-                bb.num_kv_heads,
-                bb.head_dim,
-                config.expert_mlp_width or 3 * we,
-                time_cond=config.expert_time_cond,
-                cond_dim=we,
-            )  # fmt: skip
-            for _ in range(len(bb.layers))
+        self.expert = ActionExpert(
+            cfg.action_dim, we, len(bb.layers), bb.num_heads, bb.num_kv_heads, bb.head_dim,
+            cfg.expert_mlp_width or 3 * we, time_cond="adarms" if cfg.expert_time_cond else "concat",
+            proj_bias=cfg.action_proj_bias, mask_input="raw" if cfg.action_mask_input == "raw" else "masked",
+            time_embedding=cfg.time_embedding,
+        )  # fmt: skip
+        self.state_proj = nn.Linear(2 * cfg.state_dim, bb.hidden_size) if cfg.state_input == "token" else None
+        self.flow = FlowMatching(
+            time_sampler=BetaTimeSampler(cfg.time_alpha, cfg.time_beta, cfg.time_s),
+            loss_space="velocity" if cfg.flow_space == "velocity" else "action",
+            reduction="all" if cfg.flow_loss_reduction == "all" else "valid",
+            num_steps=cfg.num_steps,
+            t_end=cfg.flow_t_end,
         )
-        self.action_in = ActionInputProjector(config.action_dim, we)
-        self.time_cond = nn.Sequential(nn.Linear(we, we), nn.SiLU()) if config.expert_time_cond else None
-        self.expert_norm = RMSNorm(we)
-        self.action_out = nn.Linear(we, config.action_dim)
-        self.state_proj = nn.Linear(2 * config.state_dim, bb.hidden_size)
-        self.time_sampler = BetaTimeSampler(config.time_alpha, config.time_beta, config.time_s)
-        self.ids = {t: bb.token_id(t) for t in ("<|image_pad|>", "<|propri|>", "<|im_end|>", "<|pad|>")}
+        self.ids = {t: bb.token_id(t) for t in ("<|image_pad|>", "<|im_end|>")}
+        if cfg.state_input == "token":
+            self.ids["<|propri|>"] = bb.token_id("<|propri|>")
 
     # --- prefix (backbone rows) ----------------------------------------------------------------------------
-    def embed_prefix(self, batch: WallBatch) -> Tensor:
+    def _image_features(self, batch: WallBatch, width: int) -> Tensor:
+        """Merged image tokens [N_tokens, W] in placeholder order (pixel_values when given, else images)."""
         bb = self.backbone
-        emb = bb.embed_tokens(batch.input_ids)
+        if batch.pixel_values is not None:
+            if batch.image_grid_thw is None:
+                raise ValueError("WallBatch.pixel_values needs image_grid_thw ([N_images, 3] long) beside it")
+            return bb.encode_pixels(batch.pixel_values, batch.image_grid_thw)
+        imgs = batch.images[batch.image_valid]  # [N, 3, h, w] in (sample, camera) order
+        return bb.encode_images(imgs).reshape(-1, width)
+
+    def embed_prefix(self, batch: WallBatch) -> Tensor:
+        """Token embeddings [B, L, W] with image features and (state_input="token") the state token in place."""
+        emb = self.backbone.embed_tokens(batch.input_ids)
         is_img = batch.input_ids == self.ids["<|image_pad|>"]
         if is_img.any():
-            imgs = batch.images[batch.image_valid]  # [N, 3, h, w] in (sample, camera) order
-            feats = bb.encode_images(imgs).to(emb.dtype).reshape(-1, emb.shape[-1])
+            feats = self._image_features(batch, emb.shape[-1]).to(emb.dtype)
             if feats.shape[0] != int(is_img.sum()):
                 raise ValueError(
                     f"{int(is_img.sum())} image placeholders but {feats.shape[0]} image tokens were encoded"
                 )
             emb = emb.masked_scatter(is_img[..., None], feats)
-        is_state = batch.input_ids == self.ids["<|propri|>"]
-        if is_state.any():
-            st = torch.cat([batch.state, torch.ones_like(batch.state)], dim=-1)
-            proj = self.state_proj(st).to(emb.dtype)  # one state token per sample that has one
-            rows = is_state.any(dim=1)
-            emb = emb.masked_scatter(is_state[..., None], proj[rows])
+        if self.state_proj is not None:
+            is_state = batch.input_ids == self.ids["<|propri|>"]
+            if is_state.any():
+                st = torch.cat([batch.state, torch.ones_like(batch.state)], dim=-1)
+                proj = self.state_proj(st).to(emb.dtype)  # one state token per sample that has one
+                emb = emb.masked_scatter(is_state[..., None], proj[is_state.any(dim=1)])
         return emb
 
     def _backbone_layers(
-        self, h: Tensor, positions: Tensor, mask: Tensor, past: list[tuple[Tensor, Tensor]] | None = None
+        self,
+        h: Tensor,
+        positions: Tensor,
+        mask: Tensor,
+        past: list[tuple[Tensor, Tensor]] | None = None,
+        collect: list[Tensor] | None = None,
     ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-        """Run the backbone layers on ``h`` [B, n, W]; with ``past`` the new rows attend to cached K/V too."""
+        """Run the backbone layers on ``h`` [B, n, W] -> (final-normed hidden [B, n, W], per-layer K/V);
+        with ``past`` the new rows attend to cached K/V too; ``collect`` receives each layer's output."""
         bb = self.backbone
         cos, sin = bb.rope(h, positions)
         kv = []
@@ -145,26 +169,69 @@ class WallVLA(nn.Module):
             kv.append((k, v))
             h = h + att.o_proj(joint_attention(q, k, v, mask))
             h = h + layer.mlp(layer.post_attention_layernorm(h))
+            if collect is not None:
+                collect.append(h)
         return bb.decoder.norm(h), kv
 
-    def prefix_forward(self, batch: WallBatch) -> PrefixCache:
+    def _positions(self, batch: WallBatch) -> Tensor:
+        if batch.position_ids is None:
+            return prefix_positions(batch.valid)
+        want = (3, *batch.input_ids.shape)
+        if tuple(batch.position_ids.shape) != want:
+            raise ValueError(
+                f"WallBatch.position_ids must be [3, B, L] = {want}, got {tuple(batch.position_ids.shape)}"
+            )
+        return batch.position_ids
+
+    def prefix_forward(self, batch: WallBatch, collect: list[Tensor] | None = None) -> PrefixCache:
+        """The backbone pass over the prefix tokens of ``batch`` ([B, L]) -> :class:`PrefixCache`."""
         valid = batch.valid
-        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
-        hidden, kv = self._backbone_layers(self.embed_prefix(batch), positions, prefix_mask(valid))
+        positions = self._positions(batch)
+        hidden, kv = self._backbone_layers(
+            self.embed_prefix(batch), positions, prefix_attention_mask(valid), collect=collect
+        )
         return PrefixCache(hidden, kv, positions, valid, batch.segment)
 
     def extend_prefix(self, cache: PrefixCache, token_ids: Tensor, segment: int = SEG.ACTION) -> PrefixCache:
-        """Append one token per row [B] to a cached prefix (incremental decoding); ``hidden`` is the new row only."""
+        """Append one token per row [B] to a cached prefix (incremental decoding); ``hidden`` is the new row only
+        [B, 1, W]. The new token's position is 1 + the largest cached position (all m-RoPE axes)."""
         b = token_ids.shape[0]
         ones = torch.ones(b, 1, dtype=torch.bool, device=token_ids.device)
         valid = torch.cat([cache.valid, ones], dim=1)
-        pos = cache.positions.max(dim=1, keepdim=True).values + 1
+        p = cache.positions
+        nxt = (p.amax(dim=(0, 2)) if p.ndim == 3 else p.amax(dim=1)) + 1  # [B]
+        pos = nxt[None, :, None].expand(3, b, 1) if p.ndim == 3 else nxt[:, None]
         h = self.backbone.embed_tokens(token_ids[:, None])
         hidden, kv = self._backbone_layers(h, pos, valid[:, None, None, :], past=cache.kv)
         seg = torch.cat([cache.segment, torch.full_like(token_ids[:, None], segment)], dim=1)
-        return PrefixCache(hidden, kv, torch.cat([cache.positions, pos], dim=1), valid, seg)
+        return PrefixCache(hidden, kv, torch.cat([p, pos], dim=-1), valid, seg)
 
     # --- flow slots (expert rows) -----------------------------------------------------------------------------
+    def flow_hidden(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        prefix: PrefixCache,
+        dof_mask: Tensor | None = None,
+        bridge: str = "full",
+        bridge_scale: float = 1.0,
+        collect: list[Tensor] | None = None,
+    ) -> Tensor:
+        """Expert hidden states [B, H, W_e] after the final expert norm for x_t [B, H, A] at t [B].
+
+        The H flow slots sit right after the prompt (positions from :func:`flow_positions`), attend to the
+        valid non-action prefix keys and causally (or not, per config) to each other."""
+        bb, horizon = self.backbone, x_t.shape[1]
+        pos = flow_positions(prefix.positions, prefix.valid, prefix.segment, horizon)
+        cos, sin = bb.rope(prefix.hidden, pos)
+        mask = flow_attention_mask(prefix.valid, prefix.segment, horizon, self.config.causal_action_attention)
+        kv = [(bridge_kv(k, bridge, bridge_scale), bridge_kv(v, bridge, bridge_scale)) for k, v in prefix.kv]
+
+        def rope(q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+            return bb.apply_rope(q, k, cos, sin)
+
+        return self.expert.hidden(x_t, t, dof_mask, kv, attn_mask=mask, rope=rope, collect=collect)
+
     def flow_forward(
         self,
         x_t: Tensor,
@@ -174,28 +241,12 @@ class WallVLA(nn.Module):
         bridge: str = "full",
         bridge_scale: float = 1.0,
     ) -> Tensor:
-        bb, cfg = self.backbone, self.config
-        b, horizon, _ = x_t.shape
-        hf = self.action_in(x_t, t, dof_mask)
-        cond = self.time_cond(self.action_in.time(t).to(hf.dtype)) if self.time_cond is not None else None
-        pos = (
-            prefix.positions.max(dim=1, keepdim=True).values
-            + 1
-            + torch.arange(horizon, device=x_t.device)[None]
-        )
-        cos, sin = bb.rope(hf, pos)
-        mask = flow_mask(prefix.valid, prefix.segment, horizon, cfg.causal_action_attention)
-        for layer, (kp, vp) in zip(self.expert, prefix.kv):
-            q, k, v = layer.qkv(hf, cond)
-            q, k = bb.apply_rope(q, k, cos, sin)
-            kp, vp = bridge_kv(kp, bridge, bridge_scale), bridge_kv(vp, bridge, bridge_scale)
-            attn = joint_attention(q, torch.cat([kp, k], dim=2), torch.cat([vp, v], dim=2), mask)
-            hf = layer.finish(hf, attn, cond)
-        return self.action_out(self.expert_norm(hf))
+        """Velocity [B, H, A] at noisy actions x_t [B, H, A], times t [B], over a prefix cache."""
+        return self.expert.proj_out(self.flow_hidden(x_t, t, prefix, dof_mask, bridge, bridge_scale))
 
     # --- training forward ---------------------------------------------------------------------------------------
     def _logits_at(self, hidden: Tensor, labels: Tensor, select: Tensor) -> tuple[Tensor, Tensor]:
-        """LM-head logits only where the *next* token is a supervised target in ``select``."""
+        """LM-head logits [N, V] only where the *next* token is a supervised target in ``select``; targets [N]."""
         nxt = torch.zeros_like(select)
         nxt[:, :-1] = select[:, 1:] & (labels[:, 1:] != -100)
         targets = labels[:, 1:][nxt[:, :-1]]
@@ -209,27 +260,29 @@ class WallVLA(nn.Module):
         bridge_scale: float = 1.0,
         t: Tensor | None = None,
         noise: Tensor | None = None,
-        compute: tuple[str, ...] = ("text", "action", "flow"),
+        generator: torch.Generator | None = None,
+        compute: tuple[str, ...] = COMPUTE,
     ) -> WallOutput:
+        """Training outputs for ``batch``. ``compute`` picks among "text_ce", "action_ce" and "flow"; flow
+        times and noise come from ``t`` [B] / ``noise`` [B, H, A] or are drawn by ``self.flow`` (from
+        ``generator`` when given)."""
+        unknown = set(compute) - set(COMPUTE)
+        if unknown:
+            raise ValueError(f"compute names {sorted(unknown)}; choose from {COMPUTE}")
         prefix = self.prefix_forward(batch)
         out = WallOutput(extras={"prefix_hidden": prefix.hidden})
-        if "text" in compute:
+        if "text_ce" in compute:
             out.text_logits, out.text_targets = self._logits_at(
                 prefix.hidden, batch.labels, batch.segment == SEG.ANSWER
             )
-        if "action" in compute:
+        if "action_ce" in compute:
             out.action_logits, out.action_targets = self._logits_at(
                 prefix.hidden, batch.labels, batch.segment == SEG.ACTION
             )
         if "flow" in compute:
-            x1 = batch.actions
-            b = x1.shape[0]
-            t = self.time_sampler.sample(b, device=x1.device) if t is None else t
-            x0 = torch.randn_like(x1) if noise is None else noise
-            tt = t.view(b, 1, 1).to(x1.dtype)
-            x_t = (1 - tt) * x0 + tt * x1
-            out.v_pred = self.flow_forward(x_t, t, prefix, batch.dof_mask, bridge, bridge_scale)
-            out.x0, out.x1, out.t, out.flow_mask = x0, x1, t, batch.action_loss_mask
+            ps = self.flow.draw(batch.actions, generator=generator, t=t, noise=noise)
+            out.v_pred = self.flow_forward(ps.x_t, ps.t, prefix, batch.dof_mask, bridge, bridge_scale)
+            out.x0, out.x1, out.t, out.action_loss_mask = ps.x0, ps.x1, ps.t, batch.action_loss_mask
         return out
 
     # --- inference ------------------------------------------------------------------------------------------------
@@ -237,53 +290,25 @@ class WallVLA(nn.Module):
     def predict_actions(
         self,
         batch: WallBatch,
-        num_steps: int = 10,
-        method: str = "euler",
+        num_steps: int | None = None,
+        method: str | None = None,
         use_cache: bool = True,
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Flow-matching action chunk [B, H, A] (normalised space); the prefix runs once when ``use_cache``."""
+        """Flow-matching action chunk [B, H, A] (normalised space) from noise [B, H, A] (drawn when None);
+        ``num_steps`` / ``method`` default to the config's sampler. The prefix runs once when ``use_cache``,
+        else at every step (same result: prefix rows never see the flow slots)."""
         cfg = self.config
-        b = batch.batch_size
-        shape = (b, cfg.action_horizon, cfg.action_dim)
-        x0 = (
-            noise if noise is not None else torch.randn(shape, generator=generator, device=batch.state.device)
-        )
+        shape = (batch.batch_size, cfg.action_horizon, cfg.action_dim)
+        x0 = noise if noise is not None else self.flow.noise(shape, generator, batch.input_ids.device)
         cache = self.prefix_forward(batch) if use_cache else None
 
         def velocity(x: Tensor, t: Tensor) -> Tensor:
             prefix = cache if cache is not None else self.prefix_forward(batch)
             return self.flow_forward(x, t, prefix, batch.dof_mask)
 
-        x = sample(velocity, x0, steps=num_steps, method=method)
-        return x * batch.dof_mask[:, None, :]  # padded DOFs pinned at the normalised zero
-
-    @torch.no_grad()
-    def generate_action_tokens(self, batch: WallBatch, max_new_tokens: int = 64) -> list[list[int]]:
-        """Greedy decoding of discrete action tokens (host ids mapped back to action ids), until <|im_end|>,
-        with an incremental KV cache."""
-        if not self.config.num_action_tokens:
-            raise RuntimeError("this model has no discrete action vocabulary (num_action_tokens=0)")
-        eos = self.ids["<|im_end|>"]
-        lo, hi = self.host_vocab_size, self.host_vocab_size + self.config.num_action_tokens
-        b = batch.batch_size
-        done = torch.zeros(b, dtype=torch.bool, device=batch.input_ids.device)
-        out: list[list[int]] = [[] for _ in range(b)]
-        cache = self.prefix_forward(batch)
-        hidden = cache.hidden[:, -1]
-        for _ in range(max_new_tokens):
-            logits = self.backbone.lm_head(hidden)
-            allowed = torch.full_like(logits, float("-inf"))
-            allowed[:, lo:hi] = 0
-            allowed[:, eos] = 0
-            nxt = (logits + allowed).argmax(-1)
-            for i in range(b):
-                if not done[i] and nxt[i] != eos:
-                    out[i].append(int(nxt[i]) - lo)
-            done |= nxt == eos
-            if done.all():
-                break
-            cache = self.extend_prefix(cache, nxt)  # KV cache: one new row per step, no re-run of the prefix
-            hidden = cache.hidden[:, -1]
-        return out
+        x = self.flow.sample(velocity, x0, num_steps=num_steps, method=method)
+        assert isinstance(x, Tensor)
+        dm = batch.dof_mask.to(x.dtype)
+        return x * (dm if dm.ndim == 3 else dm[:, None, :])  # padded DOFs pinned at the normalised zero

@@ -55,11 +55,12 @@ class TokenizerConfig:
 
 @dataclass
 class ObjectiveConfig:
-    w_mm: float = 0.3
-    w_disc: float = 0.3
+    w_text_ce: float = 0.3
+    w_action_ce: float = 0.3
     w_flow: float = 1.0
     bridge: str = "full"
     bridge_scale: float = 1.0
+    ce: str = "pooled"  # one CE over all supervised tokens (release) or "separate" means
 
 
 @dataclass
@@ -135,7 +136,7 @@ def build(cfg: TrainConfig) -> tuple[WallVLA, WallProcessor, WallDataModule]:
     stats = wall_data.load_stats(stats_path)
     horizon = cfg.model.action_horizon
     tok = None
-    if cfg.tokenizer.kind != "none" and cfg.objective.w_disc > 0:
+    if cfg.tokenizer.kind != "none" and cfg.objective.w_action_ce > 0:
         if cfg.tokenizer.path:
             tok = wall_tokenizer.load(cfg.tokenizer.path)
         else:
@@ -187,7 +188,9 @@ def train(
     out = Path(cfg.out_dir)
     model, proc, dm = build(cfg)
     ob = cfg.objective
-    objective = WallObjective(ob.w_mm, ob.w_disc, ob.w_flow, ob.bridge, ob.bridge_scale, cfg.model.flow_space)
+    objective = WallObjective(
+        ob.w_text_ce, ob.w_action_ce, ob.w_flow, ob.bridge, ob.bridge_scale, cfg.model.flow_space, ob.ce
+    )
     module = WallLightningModule(model, objective, cfg.optim, cfg.seed)
     tc = cfg.trainer
     ckpt = ModelCheckpoint(

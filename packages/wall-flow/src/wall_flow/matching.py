@@ -1,0 +1,132 @@
+"""``FlowMatching``: the one object that owns a flow-matching recipe end to end.
+
+It holds the path (where ``x_t`` is formed), the training-time sampler, the noise draw, the loss (space and
+reduction) and the ODE sampler (solver, step count, end time). A policy calls :meth:`FlowMatching.draw` in
+training, :meth:`FlowMatching.loss` on its velocity prediction, and :meth:`FlowMatching.sample` at inference;
+nothing else in the toolkit draws flow times or noise or interpolates. Every random draw takes an optional
+``torch.Generator`` so training steps are reproducible (a Lightning module passes a per-step generator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from .losses import REDUCTIONS, flow_loss
+from .paths import LinearPath, PathSample
+from .solvers import SOLVERS, VelocityFn, sample
+from .timesamplers import BetaTimeSampler, TimeSampler
+
+__all__ = ["FlowMatching"]
+
+
+class FlowMatching:
+    """Path + time sampler + noise + loss + sampler (t = 0 noise, t = 1 data).
+
+    Args:
+        path: the probability path (default :class:`LinearPath`).
+        time_sampler: training-time distribution of t (default ``BetaTimeSampler(1.5, 1, 0.999)``).
+        loss_space: ``"action"`` (x-loss on ``x̂ = x_t + (1 - t)·v̂``) or ``"velocity"``.
+        reduction: ``"valid"`` (mean over valid elements) or ``"all"`` (Wall-OSS-0.5: mean over every element
+            of the rows with actions, masked ones counting as zero).
+        solver: ``"euler"``, ``"midpoint"``, ``"heun"`` or ``"rk4"``.
+        num_steps: solver steps at inference.
+        t_end: the time the sampler stops at (1.0, or 0.999 for Wall-OSS-0.5).
+    """
+
+    def __init__(
+        self,
+        path: LinearPath | None = None,
+        time_sampler: TimeSampler | None = None,
+        loss_space: Literal["action", "velocity"] = "action",
+        reduction: Literal["valid", "all"] = "valid",
+        solver: str = "euler",
+        num_steps: int = 10,
+        t_end: float = 1.0,
+    ) -> None:
+        if loss_space not in ("action", "velocity"):
+            raise ValueError(f"loss_space must be 'action' or 'velocity', got {loss_space!r}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)}")
+        if num_steps < 1 or not 0 < t_end <= 1:
+            raise ValueError(f"need num_steps >= 1 and 0 < t_end <= 1, got {num_steps}, {t_end}")
+        self.path = path or LinearPath()
+        self.time_sampler = time_sampler or BetaTimeSampler()
+        self.loss_space, self.reduction = loss_space, reduction
+        self.solver, self.num_steps, self.t_end = solver, num_steps, t_end
+
+    def __repr__(self) -> str:
+        return (
+            f"FlowMatching(time_sampler={type(self.time_sampler).__name__}, loss_space={self.loss_space!r}, "
+            f"reduction={self.reduction!r}, solver={self.solver!r}, num_steps={self.num_steps}, "
+            f"t_end={self.t_end})"
+        )
+
+    # --- random draws (the only ones) ------------------------------------------------------------------------
+    def noise(
+        self,
+        shape: Sequence[int],
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
+        """Standard normal noise ``x0`` of ``shape``; with ``generator`` drawn on the generator's device, then moved."""
+        if generator is None:
+            return torch.randn(tuple(shape), device=device, dtype=dtype)
+        return torch.randn(tuple(shape), generator=generator, device=generator.device).to(device, dtype)
+
+    def times(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Training times t [batch_size] from the time sampler (on ``generator``'s device when given)."""
+        if generator is None:
+            return self.time_sampler.sample(batch_size, device=device)
+        return self.time_sampler.sample(batch_size, device=generator.device, generator=generator).to(device)
+
+    def draw(
+        self,
+        x1: Tensor,
+        generator: torch.Generator | None = None,
+        t: Tensor | None = None,
+        noise: Tensor | None = None,
+    ) -> PathSample:
+        """A training point for data ``x1`` [B, H, D]: times [B] then noise (in that order from ``generator``),
+        unless given; returns ``PathSample(x_t, u, t, x0, x1)``."""
+        t = self.times(x1.shape[0], generator, x1.device) if t is None else t
+        x0 = self.noise(x1.shape, generator, x1.device, x1.dtype) if noise is None else noise
+        return self.path.sample(x0, x1, t)
+
+    # --- loss ---------------------------------------------------------------------------------------------------
+    def loss(self, v_pred: Tensor, x0: Tensor, x1: Tensor, t: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Scalar masked flow loss of ``v_pred`` [B, H, D] (see :func:`wall_flow.flow_loss`)."""
+        return flow_loss(v_pred, x0, x1, t, mask=mask, space=self.loss_space, reduction=self.reduction)
+
+    # --- sampling -------------------------------------------------------------------------------------------------
+    def sample(
+        self,
+        velocity_fn: VelocityFn,
+        x0: Tensor,
+        num_steps: int | None = None,
+        method: str | None = None,
+        return_trajectory: bool = False,
+        **cond: Any,
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Integrate ``velocity_fn(x, t, **cond)`` from noise ``x0`` [B, H, D] at t = 0 to ``t_end``."""
+        return sample(
+            velocity_fn,
+            x0,
+            num_steps=num_steps or self.num_steps,
+            method=method or self.solver,
+            t0=0.0,
+            t1=self.t_end,
+            return_trajectory=return_trajectory,
+            **cond,
+        )
