@@ -9,6 +9,7 @@ the release carries only for fidelity).
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from .geometry import ReleasedGeometry
 
 __all__ = ["ACTION_HORIZON", "author_config_to_ours", "ours_config_to_author", "qwen_config"]
 
+logger = logging.getLogger(__name__)
 ACTION_HORIZON = 32  # fixed by the release (32 <|action|> slots); not in config.json
 DEFAULT_CAMERAS = ("observation.images.face_view",)
 NUM_STEPS = 10  # the released policy's Euler steps (config.json's num_inference_timesteps is not read)
@@ -42,31 +44,15 @@ def author_config_to_ours(
     Returns ``{"model": {...}, "policy": {...}}``; ``model`` is a ``WallVLAConfig`` dict of the
     ``wall-oss-0.5`` preset with the released choices, its ``backbone_overrides["config"]`` the flat config.
     """
+    from ..model.presets import wall_oss_05_config
+
     flat = copy.deepcopy(dict(flat))  # transformers edits nested dicts (rope_scaling) in place
-    sched = dict(flat.get("noise_scheduler", {}))
-    model = {
-        "backbone": "wall-oss-0.5",
-        "backbone_overrides": {"config": flat},
-        "state_dim": geometry.action_dim,
-        "action_dim": geometry.action_dim,
-        "action_horizon": ACTION_HORIZON,
-        "expert_width": geometry.expert_size,
-        "expert_mlp_width": geometry.expert_mlp_size,
-        "causal_action_attention": bool(flat.get("causal_action_attention_mask", True)),
-        "flow_space": "action" if flat.get("use_x_loss", True) else "velocity",
-        "flow_loss_reduction": "all",
-        "time_alpha": float(sched.get("beta_alpha", 1.5)),
-        "time_beta": float(sched.get("beta_beta", 1.0)),
-        "time_s": float(sched.get("s", 0.999)),
-        "num_steps": NUM_STEPS,
-        "flow_t_end": float(sched.get("s", 0.999)),
-        "time_embedding": "log_freq",
-        "action_proj_bias": False,
-        "action_mask_input": "raw",
-        "state_input": "text",
-        "cameras": list(cameras),
-        "image_size": 448,
-    }
+    if int(flat.get("vocab_size", geometry.vocab_size)) != geometry.vocab_size:
+        logger.warning("config.json says vocab_size=%s, the embedding has %d rows: using the rows (as the "
+                       "release loads it)", flat.get("vocab_size"), geometry.vocab_size)  # fmt: skip
+        flat["vocab_size"] = geometry.vocab_size
+    dims = {"state_dim": geometry.action_dim, "action_dim": geometry.action_dim}
+    model = wall_oss_05_config(flat, cameras=list(cameras), **dims).to_dict()
     return {"model": model, "policy": {"num_steps": NUM_STEPS, "method": "euler"}}
 
 
