@@ -1,7 +1,10 @@
 """Sessions for the wall workspace.
 
-``nox`` with no arguments runs every package's tests, each in its own virtualenv that holds only
-that package (and what it declares), then ruff.  ``nox -s tests`` runs everything in one venv.
+``nox`` with no arguments runs the default list below: every package's tests, each in its own virtualenv
+that holds only that package (and what it declares), then ruff, mypy, every README's python blocks, and
+the wheel check (each package built and installed alone from one wheel folder). ``nox -s slow`` runs the
+tests marked ``@pytest.mark.slow`` (the ``--quick`` embedded default end to end, MetaWorld demo
+generation); ``.ci/run`` runs both. ``nox -s tests`` runs every test in one venv.
 
 Torch always comes from local disk: ``constraints/torch-cpu.txt`` (2.13.0 CPU) for packages that
 need only torch, ``constraints/torch-vision.txt`` (2.14.1 + torchvision 0.29.1) where timm needs
@@ -10,27 +13,35 @@ torchvision.  No session can resolve a CUDA torch from the registry.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 ROOT = Path(__file__).parent
 PKG = ROOT / "packages"
+NAMES = ("tokenizer", "flow", "data", "robots", "core")
 COMMON = ["-c", "constraints/common.txt"]
 TORCH_CPU = [*COMMON, "-c", "constraints/torch-cpu.txt"]
 TORCH_VISION = [*COMMON, "-c", "constraints/torch-vision.txt"]
 TEST_DEPS = ["pytest", "hypothesis"]
+NOT_SLOW = ["-m", "not slow"]
 
-nox.options.sessions = ["tokenizer", "flow", "data", "robots", "core", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 
 
 def _pkg(name: str) -> str:
     return str(PKG / f"wall-{name}")
+
+
+def _tests(*names: str) -> list[str]:
+    return [_pkg(n) + "/tests" for n in names]
 
 
 def _ensure_osmesa(session: nox.Session) -> None:
@@ -46,73 +57,120 @@ def _ensure_osmesa(session: nox.Session) -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "libosmesa6"], check=True, env=env)
 
 
-def _pytest(session: nox.Session, *paths: str) -> None:
+def _sim_env(session: nox.Session) -> None:
     session.env.setdefault("MUJOCO_GL", "osmesa")
     session.env.setdefault("PYOPENGL_PLATFORM", "osmesa")
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *paths, *session.posargs)
+
+
+def _pytest(session: nox.Session, *args: str) -> None:
+    """pytest over ``args``; exit code 5 (nothing collected) counts as a failure, never as a pass."""
+    _sim_env(session)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *args, *session.posargs)
+
+
+FULL = ROOT / ".nox" / "full"
+FULL_REQS = [
+    *TORCH_VISION,
+    *(_pkg(n) for n in NAMES[:-1]),
+    _pkg("core") + "[all]",
+    *TEST_DEPS,
+    "mypy",
+    "hatchling",
+]
+
+
+def _new_venv(session: nox.Session, path: Path) -> Path:
+    """A fresh virtualenv at ``path`` (virtualenv seeds a current pip); returns its ``bin`` folder."""
+    shutil.rmtree(path, ignore_errors=True)
+    session.run(sys.executable, "-m", "virtualenv", "-q", "-p", sys.executable, str(path), external=True)
+    return path / "bin"
+
+
+def _full_env(session: nox.Session) -> Path:
+    """The one environment with all five packages, every extra and the test tools (``.nox/full``).
+
+    Shared by ``core``, ``slow``, ``tests``, ``types``, ``readme``, ``demo`` and ``bench`` so the
+    multi-GB torch + torchvision install happens once. Dependencies are reinstalled only when a
+    pyproject or constraints file changes (a stamp of their contents); the five packages themselves are
+    reinstalled from the work tree on every use. Returns the ``bin`` folder, also put first on PATH.
+    """
+    _ensure_osmesa(session)
+    files = sorted([*ROOT.glob("constraints/*.txt"), *PKG.glob("*/pyproject.toml")])
+    stamp = hashlib.sha256(b"".join(f.read_bytes() for f in files) + " ".join(FULL_REQS).encode()).hexdigest()
+    bin_dir, stamp_file = FULL / "bin", FULL / "deps.sha256"
+    if not stamp_file.exists() or stamp_file.read_text() != stamp:
+        _new_venv(session, FULL)
+        session.run(str(bin_dir / "pip"), "install", "-q", *FULL_REQS, external=True)
+        stamp_file.write_text(stamp)
+    session.run(
+        str(bin_dir / "pip"),
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        "--force-reinstall",
+        *map(_pkg, NAMES),
+        external=True,
+    )
+    session.env["VIRTUAL_ENV"] = str(FULL)
+    session.env["PATH"] = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
+    _sim_env(session)
+    return bin_dir
+
+
+def _full_pytest(session: nox.Session, *args: str) -> None:
+    bin_dir = _full_env(session)
+    session.run(
+        str(bin_dir / "pytest"), "-q", "-p", "no:cacheprovider", *args, *session.posargs, external=True
+    )
 
 
 @nox.session(python="3.11")
 def tokenizer(session: nox.Session) -> None:
     """wall-tokenizer alone, and proof that it pulls in no torch."""
     session.install(*COMMON, _pkg("tokenizer"), *TEST_DEPS)
-    session.run(
-        "python",
-        "-c",
-        "import importlib.util, sys, wall_tokenizer; "
-        "sys.exit('torch was installed with wall-tokenizer') if importlib.util.find_spec('torch') else "
-        "print('wall-tokenizer imports without torch')",
-    )
-    _pytest(session, _pkg("tokenizer") + "/tests")
+    session.run("python", ".ci/import_all.py", "wall_tokenizer", "--absent", "torch")
+    _pytest(session, *NOT_SLOW, *_tests("tokenizer"))
 
 
 @nox.session(python="3.11")
 def flow(session: nox.Session) -> None:
     """wall-flow alone (torch only)."""
     session.install(*TORCH_CPU, _pkg("flow"), *TEST_DEPS)
-    _pytest(session, _pkg("flow") + "/tests")
+    _pytest(session, *NOT_SLOW, *_tests("flow"))
 
 
 @nox.session(python="3.11")
 def data(session: nox.Session) -> None:
     """wall-data alone."""
     session.install(*TORCH_CPU, _pkg("data"), *TEST_DEPS)
-    _pytest(session, _pkg("data") + "/tests")
+    _pytest(session, *NOT_SLOW, *_tests("data"))
 
 
 @nox.session(python="3.11")
 def robots(session: nox.Session) -> None:
     """wall-robots with its simulator and server extras (and wall-data, whose writer it uses)."""
     _ensure_osmesa(session)
-    session.install(*TORCH_CPU, _pkg("data"), _pkg("robots") + "[metaworld,server,plot]", *TEST_DEPS)
-    _pytest(session, _pkg("robots") + "/tests")
+    session.install(*TORCH_CPU, _pkg("data"), _pkg("robots") + "[metaworld,aloha,server,plot]", *TEST_DEPS)
+    _pytest(session, *NOT_SLOW, *_tests("robots"))
 
 
-def _install_all(session: nox.Session) -> None:
-    _ensure_osmesa(session)
-    session.install(
-        *TORCH_VISION,
-        _pkg("tokenizer"),
-        _pkg("flow"),
-        _pkg("data"),
-        _pkg("robots") + "[metaworld,server,plot]",
-        _pkg("core"),
-        *TEST_DEPS,
-    )
-
-
-@nox.session(python="3.11")
+@nox.session(venv_backend="none")
 def core(session: nox.Session) -> None:
-    """wall-core with the four packages it builds on."""
-    _install_all(session)
-    _pytest(session, _pkg("core") + "/tests")
+    """wall-core's tests (not slow) with the four packages it builds on and all its extras."""
+    _full_pytest(session, *NOT_SLOW, *_tests("core"))
 
 
-@nox.session(python="3.11")
+@nox.session(venv_backend="none", default=False)
+def slow(session: nox.Session) -> None:
+    """Only the tests marked ``@pytest.mark.slow``, every package (the shared full environment)."""
+    _full_pytest(session, "-m", "slow", *_tests(*NAMES))
+
+
+@nox.session(venv_backend="none", default=False)
 def tests(session: nox.Session) -> None:
-    """Every package's tests in one environment."""
-    _install_all(session)
-    _pytest(session, *(_pkg(n) + "/tests" for n in ("tokenizer", "flow", "data", "robots", "core")))
+    """Every package's tests, slow ones included, in the shared full environment."""
+    _full_pytest(session, *_tests(*NAMES))
 
 
 @nox.session(python="3.11")
@@ -123,17 +181,105 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
+@nox.session(venv_backend="none")
+def types(session: nox.Session) -> None:
+    """mypy over each package's sources with that package's ``[tool.mypy]`` settings.
+
+    Siblings resolve from source through MYPYPATH; third-party libraries come from the installed packages.
+    """
+    bin_dir = _full_env(session)
+    session.env["MYPYPATH"] = os.pathsep.join(_pkg(n) + "/src" for n in NAMES)
+    cache = FULL / "mypy-cache"
+    failed = []
+    for name in NAMES:
+        try:
+            session.run(
+                str(bin_dir / "mypy"),
+                "--config-file",
+                _pkg(name) + "/pyproject.toml",
+                "--cache-dir",
+                str(cache),
+                _pkg(name) + "/src",
+                external=True,
+            )
+        except CommandFailed:
+            failed.append(f"wall-{name}")
+    if failed:
+        session.error(f"mypy found errors in {', '.join(failed)}")
+
+
+@nox.session(venv_backend="none")
+def readme(session: nox.Session) -> None:
+    """Every ```python block of the root README and the five package READMEs, each README in a temp dir."""
+    bin_dir = _full_env(session)
+    readmes = ["README.md", *(f"packages/wall-{n}/README.md" for n in NAMES)]
+    session.run(str(bin_dir / "python"), ".ci/readme_blocks.py", *readmes, external=True)
+
+
+# What each package's alone-check may not import without extras, and what must be absent.
+_ALONE: dict[str, tuple[list[str], list[str], list[str]]] = {
+    # name: (constraints, modules that need an extra, distributions that must not be installed)
+    "tokenizer": (COMMON, [], ["torch"]),
+    "flow": (TORCH_CPU, [], ["transformers", "wall_data"]),
+    "data": (TORCH_CPU, [], ["transformers", "wall_flow"]),
+    "robots": (
+        TORCH_CPU,
+        ["wall_robots.sim_metaworld", "wall_robots.serving"],
+        ["metaworld", "mujoco", "websockets", "matplotlib", "transformers"],
+    ),
+    "core": (
+        TORCH_VISION,
+        ["wall_robots.sim_metaworld", "wall_robots.serving"],
+        ["metaworld", "mujoco", "gymnasium", "websockets", "matplotlib"],
+    ),
+}
+
+
 @nox.session(python="3.11")
+def wheels(session: nox.Session) -> None:
+    """Build the five wheels into one folder, then install EACH package alone from it in a fresh venv.
+
+    Each venv gets ``pip install --find-links WHEELS wall-<name>`` (siblings come from the folder, nothing
+    else of ours), then every module of the package is imported and the distributions it must not pull
+    in are proved absent (torch for wall-tokenizer; the simulator, server and plot stacks for wall-core
+    without extras). wall-core's ``[all]`` extra is then added and the ``wall`` CLI started.
+    """
+    session.install(*COMMON, "hatchling")
+    tmp = Path(session.create_tmp())
+    wheel_dir = tmp / "wheelhouse"
+    shutil.rmtree(wheel_dir, ignore_errors=True)
+    session.run(
+        "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), *map(_pkg, NAMES)
+    )
+    built = sorted(p.name for p in wheel_dir.glob("*.whl"))
+    session.log(f"built {built}")
+    if len(built) != len(NAMES):
+        session.error(f"expected {len(NAMES)} wheels, found {built}")
+    only = [n for n in NAMES if not session.posargs or n in session.posargs]
+    for name in only:
+        constraints, skip, absent = _ALONE[name]
+        venv = tmp / f"alone-{name}"
+        py = str(_new_venv(session, venv) / "python")
+        pip = [py, "-m", "pip", "install", "-q", *constraints, "--find-links", str(wheel_dir)]
+        session.run(*pip, f"wall-{name}", external=True)
+        check = [py, ".ci/import_all.py", f"wall_{name}"]
+        session.run(*check, *(["--skip", *skip] if skip else []), "--absent", *absent, external=True)
+        if name == "core":
+            session.run(*pip, "wall-core[all]", external=True)
+            session.run(*check, external=True)
+            session.run(str(venv / "bin" / "wall"), "--help", external=True, silent=True)
+        shutil.rmtree(venv)
+
+
+@nox.session(venv_backend="none", default=False)
 def bench(session: nox.Session) -> None:
     """Run every benchmark script and write benchmarks/RESULTS.md."""
-    _install_all(session)
-    session.run("python", "benchmarks/run_all.py", *session.posargs)
+    bin_dir = _full_env(session)
+    session.run(str(bin_dir / "python"), "benchmarks/run_all.py", *session.posargs, external=True)
 
 
-@nox.session(python="3.11")
+@nox.session(venv_backend="none", default=False)
 def demo(session: nox.Session) -> None:
     """The embedded default: MetaWorld demos -> tokenizer -> train -> closed-loop eval -> report."""
-    _install_all(session)
-    session.env.setdefault("MUJOCO_GL", "osmesa")
-    session.env.setdefault("PYOPENGL_PLATFORM", "osmesa")
-    session.run("wall", "demo", *session.posargs)
+    bin_dir = _full_env(session)
+    session.run(str(bin_dir / "wall"), "demo", *session.posargs, external=True)

@@ -66,6 +66,7 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, caplog):
 
 
 @pytest.mark.skipif(os.environ.get("MUJOCO_GL") != "osmesa", reason="needs MUJOCO_GL=osmesa (nox sets it)")
+@pytest.mark.slow  # about 2 minutes on 2 idle cores: MetaWorld demos, training, closed-loop eval
 def test_demo_quick_end_to_end(tmp_path):
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
     result = json.loads((tmp_path / "demo/result.json").read_text())

@@ -104,8 +104,13 @@ def test_vqa_corpus(tmp_path):
     ds = wd.VQADataset(tmp_path / "vqa.jsonl", image_size=(8, 8))
     s = ds[0]
     assert (
-        s["observation.images.main"].shape == (3, 8, 8) and s["answer"] == "grey" and ds[1]["prompt"] == "Q?"
+        s["observation.images.main"].shape == (3, 8, 8)
+        and s["answer"] == "grey"
+        and ds[1]["question"] == "Q?"
     )
+    (tmp_path / "old.jsonl").write_text(json.dumps({"image": "img.png", "prompt": "Colour?", "answer": "g"}))
+    old = wd.VQADataset(tmp_path / "old.jsonl")[0]  # "prompt" in the input is still read as the question
+    assert old["question"] == "Colour?" and old["task"] == "Colour?" and old["answer"] == "g"
     (tmp_path / "bad.jsonl").write_text(json.dumps({"image": "missing.png", "question": "q", "answer": "a"}))
     with pytest.raises(FileNotFoundError, match="line 1"):
         wd.VQADataset(tmp_path / "bad.jsonl")

@@ -15,7 +15,7 @@ def _copy(src, dst, drop_checksums=True):
     """A copy of a written dataset; without its manifest it stands for a dataset from another tool."""
     shutil.copytree(src, dst)
     if drop_checksums:
-        (dst / "meta/checksums.json").unlink()
+        (dst / "meta/checksums.json").unlink(missing_ok=True)
     return dst
 
 

@@ -8,6 +8,7 @@ import wall_data as wd
 import wall_robots as wr
 
 
+@pytest.mark.slow  # renders 4 MetaWorld episodes offscreen
 def test_demo_generation_on_two_tasks(tmp_path):
     summary = wr.generate_demos(
         ["reach-v3", "button-press-topdown-v3"], 2, tmp_path / "demos", image_size=32, noise=0.05

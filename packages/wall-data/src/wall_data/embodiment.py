@@ -25,24 +25,30 @@ class EmbodimentSpec:
 
     @property
     def state_dim(self) -> int:
+        """Number of state DOFs (S)."""
         return len(self.state_names)
 
     @property
     def action_dim(self) -> int:
+        """Number of action DOFs (A)."""
         return len(self.action_names)
 
 
 class EmbodimentRegistry:
+    """Embodiment specs by robot name; an unknown name is a KeyError listing the registered ones."""
+
     def __init__(self) -> None:
         self._specs: dict[str, EmbodimentSpec] = {}
 
     def register(self, spec: EmbodimentSpec, overwrite: bool = False) -> EmbodimentSpec:
+        """Add ``spec`` (returned); a different spec under a taken name needs ``overwrite=True``."""
         if spec.name in self._specs and not overwrite and self._specs[spec.name] != spec:
             raise ValueError(f"embodiment {spec.name!r} is already registered with a different layout")
         self._specs[spec.name] = spec
         return spec
 
     def get(self, name: str) -> EmbodimentSpec:
+        """The spec registered as ``name``; KeyError naming it otherwise."""
         if name not in self._specs:
             raise KeyError(
                 f"unknown robot {name!r}; registered embodiments: {sorted(self._specs)}. Register it first"
@@ -53,6 +59,7 @@ class EmbodimentRegistry:
         return name in self._specs
 
     def names(self) -> list[str]:
+        """Registered robot names, sorted."""
         return sorted(self._specs)
 
 
@@ -90,6 +97,7 @@ class PaddedSpace:
         return self._pad(x, spec, "state")
 
     def pad_action(self, x: Any, spec: EmbodimentSpec) -> tuple[np.ndarray, np.ndarray]:
+        """Return (padded action [..., action_dim] float32, DOF mask [action_dim] bool) for ``x`` [..., A]."""
         return self._pad(x, spec, "action")
 
     def unpad_action(self, x: Any, spec: EmbodimentSpec) -> np.ndarray:
@@ -101,7 +109,7 @@ class PaddedSpace:
 
 
 def default_registry() -> EmbodimentRegistry:
-    """Registry with the embodiments the toolkit ships (MetaWorld's Sawyer; a 7-DOF arm + gripper)."""
+    """Registry with the embodiments the toolkit ships (MetaWorld's Sawyer; bimanual ALOHA; a 7-DOF arm + gripper)."""
     reg = EmbodimentRegistry()
     sawyer_state = (
         ("hand_x", "hand_y", "hand_z", "gripper_distance")
@@ -121,4 +129,6 @@ def default_registry() -> EmbodimentRegistry:
             fps=30.0,
         )
     )
+    aloha = tuple(f"{s}_arm_{j}" for s in ("left", "right") for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper"))  # fmt: skip
+    reg.register(EmbodimentSpec("aloha_bimanual", aloha, aloha, fps=50.0))  # gym-aloha's 14 joints
     return reg

@@ -220,3 +220,27 @@ def validate_v30(root: str | Path) -> list[str]:
     if not list((root / "data").glob("chunk-*/file-*.parquet")):
         problems.append("data/chunk-*/file-*.parquet missing")
     return problems
+
+
+def pandas_index_metadata(index_col: str, other: dict[str, str]) -> dict[bytes, bytes]:
+    """Schema metadata that makes pandas (and so LeRobot) read ``index_col`` as the DataFrame index."""
+    cols = [
+        {
+            "name": index_col,
+            "field_name": index_col,
+            "pandas_type": "unicode",
+            "numpy_type": "object",
+            "metadata": None,
+        }
+    ]
+    cols += [
+        {"name": k, "field_name": k, "pandas_type": v, "numpy_type": v, "metadata": None}
+        for k, v in other.items()
+    ]
+    meta = {
+        "index_columns": [index_col],
+        "column_indexes": [],
+        "columns": cols,
+        "creator": {"library": "wall-data"},
+    }
+    return {b"pandas": json.dumps(meta).encode()}

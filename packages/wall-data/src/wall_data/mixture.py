@@ -64,9 +64,17 @@ class WeightedMixture(IterableDataset):
 
 class VQADataset(Dataset):
     """Vision-language samples from a JSONL file: one ``{"image": "rel.png" | [..], "question": .., "answer": ..}``
-    per line (or ``{"images": [...], "messages": [{"role": "user"|"assistant", "content": ..}]}``).
+    per line (``"prompt"`` is read as the question too), or ``{"images": [...], "messages": [{"role":
+    "user"|"assistant", "content": ..}]}``.
 
-    Samples carry ``observation.images.<camera>`` uint8 [3, h, w], ``prompt``, ``answer`` and ``task`` (= prompt).
+    Args:
+        jsonl: the corpus file; image paths are relative to ``image_root`` (default: the file's folder).
+        image_size: (h, w) to resize images to, or None to keep their size.
+        camera: sample key the image goes under.
+        name: the samples' ``dataset`` field (default: the file's stem).
+
+    Samples: ``<camera>`` uint8 [3, h, w], ``question`` (str), ``answer`` (str), ``task`` (= question),
+    ``dataset``; ``prompt`` (= question) is kept as a deprecated alias for processors that still read it.
     """
 
     def __init__(
@@ -101,7 +109,8 @@ class VQADataset(Dataset):
             asst = [m["content"] for m in msgs if m.get("role") == "assistant"]
             q, a, imgs = (user[0] if user else None), (asst[0] if asst else None), row.get("images", [])
         else:
-            q, a, imgs = row.get("question"), row.get("answer"), row.get("image", row.get("images", []))
+            q = row.get("question", row.get("prompt"))
+            a, imgs = row.get("answer"), row.get("image", row.get("images", []))
         imgs = [imgs] if isinstance(imgs, str) else list(imgs)
         if not q or a is None or not imgs:
             raise ValueError(
@@ -123,9 +132,10 @@ class VQADataset(Dataset):
         t = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
         return {
             self.camera: t,
-            "prompt": row["question"],
+            "question": row["question"],
             "answer": row["answer"],
             "task": row["question"],
+            "prompt": row["question"],  # deprecated alias of "question" (TEAM naming); remove once unused
             "dataset": self.name,
         }
 

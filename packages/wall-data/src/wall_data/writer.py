@@ -16,6 +16,7 @@ reads back every episode whose save returned.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -37,6 +38,7 @@ from .layout import (
     EPISODES_PATH,
     VIDEO_PATH,
     feature_problems,
+    pandas_index_metadata,
     raise_problems,
     write_parquet,
 )
@@ -48,30 +50,6 @@ logger = logging.getLogger(__name__)
 WRITER_DTYPES = ("float32", "int64", "bool", "video", "image", "string")
 CHUNKS_SIZE = 1000
 F32_MAX = float(np.finfo(np.float32).max)
-
-
-def _pandas_index_metadata(index_col: str, other: dict[str, str]) -> dict[bytes, bytes]:
-    """Schema metadata that makes pandas (and so LeRobot) read ``index_col`` as the DataFrame index."""
-    cols = [
-        {
-            "name": index_col,
-            "field_name": index_col,
-            "pandas_type": "unicode",
-            "numpy_type": "object",
-            "metadata": None,
-        }
-    ]
-    cols += [
-        {"name": k, "field_name": k, "pandas_type": v, "numpy_type": v, "metadata": None}
-        for k, v in other.items()
-    ]
-    meta = {
-        "index_columns": [index_col],
-        "column_indexes": [],
-        "columns": cols,
-        "creator": {"library": "wall-data"},
-    }
-    return {b"pandas": json.dumps(meta).encode()}
 
 
 @dataclass(frozen=True)
@@ -320,7 +298,8 @@ class LeRobotWriter:
         for key in self.video_keys:
             videos[key], vmeta = self._stage_video(key, commit)
             meta.update(vmeta)
-        stats = self._updated_stats()
+        accs = copy.deepcopy(self._stats)  # published only with the commit: a failed save counts nothing
+        stats = self._updated_stats(accs)
         self._stage_metadata(commit, tasks, stats)
         ep_slot = self._meta.next(self.data_limit)
         meta["meta/episodes/chunk_index"], meta["meta/episodes/file_index"] = ep_slot.chunk, ep_slot.file
@@ -332,16 +311,17 @@ class LeRobotWriter:
         commit.stage("meta/info.json").write_text(json.dumps(info, indent=2))
         commit.commit()
         self._data, self._meta, self._video, self._tasks = data, meta_slot, videos, tasks
+        self._stats = accs
         self._episodes.append(meta)
         self._frames += n
         self._episode = []
         return ep
 
-    def _updated_stats(self) -> dict[str, Any]:
-        """Feed this episode to the accumulators and return every feature's stats JSON."""
-        for key, acc in self._stats.items():
+    def _updated_stats(self, accs: dict[str, Any]) -> dict[str, Any]:
+        """Feed this episode to ``accs`` (feature -> accumulator) and return every feature's stats JSON."""
+        for key, acc in accs.items():
             acc.update(np.stack([fr[key] for fr in self._episode]))
-        return {k: acc.result().to_json() for k, acc in self._stats.items()}
+        return {k: acc.result().to_json() for k, acc in accs.items()}
 
     def _stage_metadata(self, commit: Commit, tasks: dict[str, int], stats: dict[str, Any]) -> None:
         names = sorted(tasks, key=lambda t: tasks[t])
@@ -351,7 +331,7 @@ class LeRobotWriter:
                 "task_index": pa.array([tasks[t] for t in names], pa.int64()),
             }
         )
-        table = table.replace_schema_metadata(_pandas_index_metadata("task", {"task_index": "int64"}))
+        table = table.replace_schema_metadata(pandas_index_metadata("task", {"task_index": "int64"}))
         write_parquet(table, commit.stage("meta/tasks.parquet"))
         commit.stage("meta/stats.json").write_text(json.dumps(stats, indent=2))
 

@@ -66,9 +66,11 @@ class DecodingMixin:
     ids: dict[str, int]
 
     def prefix_forward(self, batch: WallBatch) -> PrefixCache:  # pragma: no cover - provided by WallVLA
+        """See :meth:`WallVLA.prefix_forward`."""
         raise NotImplementedError
 
     def extend_prefix(self, cache: PrefixCache, token_ids: Tensor, segment: int = SEG.ACTION) -> PrefixCache:
+        """See :meth:`WallVLA.extend_prefix`."""
         raise NotImplementedError  # pragma: no cover - provided by WallVLA
 
     def _decode(
