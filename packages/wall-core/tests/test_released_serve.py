@@ -38,8 +38,8 @@ def folder(tmp_path_factory):
 
 
 def _obs(state=None):
-    return {FACE: INP[f"images_raw.{FACE}"][0].numpy(), "task": REC["prompts"][0]["task"],
-            "observation.state": (INP["state_raw"][0] if state is None else state).numpy()}  # fmt: skip
+    return {FACE: INP[f"images_raw.{FACE}"][0].numpy().copy(), "task": REC["prompts"][0]["task"],
+            "observation.state": (INP["state_raw"][0] if state is None else state).numpy().copy()}  # fmt: skip
 
 
 def _expected(policy, obs, seed):

@@ -46,13 +46,13 @@ def author_config_to_ours(
     """
     from ..model.presets import wall_oss_05_config
 
-    flat = copy.deepcopy(dict(flat))  # transformers edits nested dicts (rope_scaling) in place
-    if int(flat.get("vocab_size", geometry.vocab_size)) != geometry.vocab_size:
+    author: dict[str, Any] = copy.deepcopy(dict(flat))  # transformers edits nested dicts in place
+    if int(author.get("vocab_size", geometry.vocab_size)) != geometry.vocab_size:
         logger.warning("config.json says vocab_size=%s, the embedding has %d rows: using the rows (as the "
-                       "release loads it)", flat.get("vocab_size"), geometry.vocab_size)  # fmt: skip
-        flat["vocab_size"] = geometry.vocab_size
+                       "release loads it)", author.get("vocab_size"), geometry.vocab_size)  # fmt: skip
+        author["vocab_size"] = geometry.vocab_size
     dims = {"state_dim": geometry.action_dim, "action_dim": geometry.action_dim}
-    model = wall_oss_05_config(flat, cameras=list(cameras), **dims).to_dict()
+    model = wall_oss_05_config(author, cameras=list(cameras), **dims).to_dict()
     return {"model": model, "policy": {"num_steps": NUM_STEPS, "method": "euler"}}
 
 
