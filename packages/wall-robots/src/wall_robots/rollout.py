@@ -81,6 +81,7 @@ class EpisodeResult:
     success: bool
     steps: int
     ret: float
+    video: str | None = None  # mp4 path when a recorder kept this episode
 
 
 @dataclass
@@ -124,8 +125,13 @@ def evaluate(
     max_steps: int = 150,
     seed: int = 1000,
     variant_offset: int = 40,
+    recorder: Any | None = None,
 ) -> EvalReport:
-    """Run closed-loop episodes. ``variant_offset`` starts at layouts not used for demos (held out)."""
+    """Run closed-loop episodes. ``variant_offset`` starts at layouts not used for demos (held out).
+
+    ``recorder``: optional :class:`wall_robots.video.RolloutRecorder`; the episodes it selects are rendered
+    every step and written to mp4 (``EpisodeResult.video``), the others render only when the policy queries.
+    """
     if env_factory is None:
         from .sim_metaworld import MetaWorldEnv
 
@@ -141,15 +147,25 @@ def evaluate(
             ep_seed, variant = seed + ep, variant_offset + ep
             obs = env.reset(variant=variant, seed=ep_seed)
             chunker.reset()
+            rec = recorder is not None and recorder.begin(
+                task, ep_seed, ep, getattr(env, "instruction", task)
+            )
             executed, ret, success, steps = [], 0.0, False, 0
             for steps in range(1, max_steps + 1):
                 action = chunker.act(obs)
                 executed.append(action)
-                obs, reward, success, _ = env.step(action, render=chunker.needs_observation)
+                obs, reward, success, _ = env.step(action, render=rec or chunker.needs_observation)
                 ret += reward
+                if rec and recorder is not None:
+                    recorder.frame(env, obs, steps, chunker.predictions[-1][1])
                 if success:
                     break
-            report.episodes.append(EpisodeResult(task, ep_seed, variant, bool(success), steps, ret))
+            video = recorder.end(bool(success)) if rec and recorder is not None else None
+            report.episodes.append(
+                EpisodeResult(
+                    task, ep_seed, variant, bool(success), steps, ret, str(video) if video else None
+                )
+            )
             if ep == 0:
                 report.trajectories[task] = {
                     "executed": np.asarray(executed).tolist(),
