@@ -151,7 +151,7 @@ def data(session: nox.Session) -> None:
 def robots(session: nox.Session) -> None:
     """wall-robots with its simulator and server extras (and wall-data, whose writer it uses)."""
     _ensure_osmesa(session)
-    session.install(*TORCH_CPU, _pkg("data"), _pkg("robots") + "[metaworld,server,plot]", *TEST_DEPS)
+    session.install(*TORCH_CPU, _pkg("data"), _pkg("robots") + "[metaworld,aloha,server,plot]", *TEST_DEPS)
     _pytest(session, *NOT_SLOW, *_tests("robots"))
 
 

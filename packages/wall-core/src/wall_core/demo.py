@@ -176,7 +176,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     if sum(1 for v in w.values() if v > 0) > 1:
         from .objective import WallObjective
 
-        dm_batch = policy.processor([module.trainer.datamodule.mixture[i] for i in range(8)])
+        dm_batch = policy.pipeline([module.trainer.datamodule.mixture[i] for i in range(8)])
         shares = WallObjective(**w).gradient_shares(policy.model.train(), dm_batch)
         policy.model.eval()
 

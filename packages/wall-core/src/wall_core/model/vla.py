@@ -138,7 +138,13 @@ class WallVLA(DecodingMixin, nn.Module):
         if self.state_proj is not None:
             is_state = batch.input_ids == self.ids["<|propri|>"]
             if is_state.any():
-                st = torch.cat([batch.state, torch.ones_like(batch.state)], dim=-1)
+                # [state ; state_mask]: padded / absent dims are 0 in the mask, so "absent" != "zero"
+                m = (
+                    torch.ones_like(batch.state)
+                    if batch.state_mask is None
+                    else batch.state_mask.to(batch.state)
+                )
+                st = torch.cat([batch.state * m, m], dim=-1)
                 proj = self.state_proj(st).to(emb.dtype)  # one state token per sample that has one
                 emb = emb.masked_scatter(is_state[..., None], proj[is_state.any(dim=1)])
         return emb
