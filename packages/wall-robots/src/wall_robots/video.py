@@ -81,12 +81,14 @@ def compose_frame(
         instruction: the task text.
         chunk: latest predicted action chunk [H, A] (first 4 dims plotted, clipped to [-1, 1]) or None.
         view: optional larger image uint8 [h2, w2, 3] (resized to ``height`` rows when needed).
-        height: output height in pixels (even).
+        height: output height in pixels (even, >= 128).
         status: extra text, e.g. "success".
     Returns: uint8 [height, W, 3] with W even.
     """
     from PIL import Image, ImageDraw
 
+    if height < 128 or height % 2:
+        raise ValueError(f"video height must be even and >= 128 (room for the text panel), got {height}")
     cam = _upscale(camera, height)
     parts = [cam]
     if view is not None:
@@ -152,6 +154,8 @@ class RolloutRecorder:
         height: int = 256,
         fps: float = 20.0,
     ) -> None:
+        if height < 128 or height % 2:
+            raise ValueError(f"video height must be even and >= 128 (room for the text panel), got {height}")
         if per_task < 0 or extra_per_task < 0:
             raise ValueError(f"per_task and extra_per_task must be >= 0, got {per_task}, {extra_per_task}")
         self.out_dir, self.per_task, self.extra = Path(out_dir), per_task, extra_per_task

@@ -184,8 +184,8 @@ def render_html(run: RunData) -> str:
         "<h2>Gradient shares per objective term</h2>", _shares_html(res.get("gradient_shares", {})),
         "<h2>Episodes (seeds, outcomes, rollout videos)</h2>", _episodes_html(run),
         *(["<h2>Timings (s)</h2>", f"<ul>{timings}</ul>"] if timings else []),
-        "<h2>Config</h2>", f"<pre id='config'>{escape(cfg or 'no result.json config')}</pre>",
-        *([f"<h3>train_config.yaml</h3><pre>{escape(run.train_config)}</pre>"] if run.train_config else []),
+        "<h2>Config</h2>", f"<pre id='config'>{escape(cfg or 'no result.json config', quote=False)}</pre>",
+        *([f"<h3>train_config.yaml</h3><pre>{escape(run.train_config, quote=False)}</pre>"] if run.train_config else []),
         "<h2>Library versions</h2>", f"<table id='versions'>{versions}</table>",
     ]  # fmt: skip
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>wall report</title>'

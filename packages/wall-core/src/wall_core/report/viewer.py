@@ -124,7 +124,9 @@ def export_rerun(ds: Any, path: Path, episodes: list[int]) -> Path:
     try:
         rr: Any = importlib.import_module("rerun")
     except ImportError as err:
-        raise ImportError("the Rerun export needs rerun-sdk: pip install rerun-sdk (or drop --rerun)") from err
+        raise ImportError(
+            "the Rerun export needs rerun-sdk: pip install rerun-sdk (or drop --rerun)"
+        ) from err
     rr.init("wall_view", spawn=False)
     rr.save(str(path))
     for e in episodes:
