@@ -224,13 +224,13 @@ _ALONE: dict[str, tuple[list[str], list[str], list[str]]] = {
     "data": (TORCH_CPU, [], ["transformers", "wall_flow"]),
     "robots": (
         TORCH_CPU,
-        ["wall_robots.sim_metaworld", "wall_robots.serving"],
-        ["metaworld", "mujoco", "websockets", "matplotlib", "transformers"],
+        ["wall_robots.sim_metaworld", "wall_robots.aloha_expert", "wall_robots.serving"],
+        ["metaworld", "mujoco", "gym_aloha", "dm_control", "websockets", "matplotlib", "transformers"],
     ),
     "core": (
         TORCH_VISION,
-        ["wall_robots.sim_metaworld", "wall_robots.serving"],
-        ["metaworld", "mujoco", "gymnasium", "websockets", "matplotlib"],
+        ["wall_robots.sim_metaworld", "wall_robots.aloha_expert", "wall_robots.serving"],
+        ["metaworld", "mujoco", "gymnasium", "gym_aloha", "websockets", "matplotlib"],
     ),
 }
 

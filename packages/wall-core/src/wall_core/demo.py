@@ -185,7 +185,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
 
     def env_factory(task: str) -> Any:
-        return wall_robots.MetaWorldEnv(task, image_size=cfg.image_size, max_steps=cfg.max_steps)
+        return wall_robots.MetaWorldEnv(
+            task, image_size=cfg.image_size, max_steps=cfg.max_steps, layouts="heldout", exclude=demo_root
+        )  # held-out layouts, checked disjoint from the demos' recorded layouts (raises otherwise)
 
     recorder = RolloutRecorder(out / "eval" / "videos", per_task=1, extra_per_task=1, camera_key=CAMERA)
     report = wall_robots.evaluate(

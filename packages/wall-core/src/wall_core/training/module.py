@@ -47,6 +47,9 @@ class WallLightningModule(L.LightningModule):
         self.log("train/loss", out.loss, prog_bar=True, batch_size=bs)
         for k, v in out.terms.items():
             self.log(f"train/{k}", v, prog_bar=True, batch_size=bs)
+        per_dataset = {f"{d}/{k}": v for d, terms in out.by_dataset.items() for k, v in terms.items()}
+        for k, v in per_dataset.items():  # per-dataset ("channel") losses, every term
+            self.log(f"train/{k}", v, batch_size=bs)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self._trainer is not None else float("nan")
         self.history.append(
             {
@@ -54,6 +57,7 @@ class WallLightningModule(L.LightningModule):
                 "lr": lr,
                 "loss": out.loss.item(),
                 **{k: float(v) for k, v in out.terms.items()},
+                **{k: float(v) for k, v in per_dataset.items()},
             }
         )
         return out.loss
