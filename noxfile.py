@@ -72,7 +72,7 @@ FULL = ROOT / ".nox" / "full"
 FULL_REQS = [
     *TORCH_VISION,
     *(_pkg(n) for n in NAMES[:-1]),
-    _pkg("core") + "[all]",
+    _pkg("core") + "[all,test]",
     *TEST_DEPS,
     "mypy",
     "hatchling",

@@ -18,8 +18,10 @@ from PIL import Image
 
 import wall_data
 import wall_robots
+from wall_robots.video import RolloutRecorder
 
 from .model import WallVLAConfig
+from .report import build_report
 from .training.optim import OptimConfig
 from .training.run import DataConfig, ObjectiveConfig, TokenizerConfig, TrainConfig, TrainerConfig, train
 
@@ -197,6 +199,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             task, image_size=cfg.image_size, max_steps=cfg.max_steps, layouts="heldout", exclude=demo_root
         )  # held-out layouts, checked disjoint from the demos' recorded layouts (raises otherwise)
 
+    recorder = RolloutRecorder(out / "eval" / "videos", per_task=1, extra_per_task=1, camera_key=CAMERA)
     report = wall_robots.evaluate(
         policy,
         cfg.tasks,
@@ -205,11 +208,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         cfg.execute_steps,
         max_steps=cfg.max_steps,
         seed=1000 + cfg.seed,
+        recorder=recorder,
     )
     wall_robots.write_report(
         report, out / "eval", title=f"Closed-loop evaluation ({cfg.policy_mode} actions)"
     )
     timings["eval_s"] = time.perf_counter() - t0
+    timings["video_s_per_recorded_episode"] = recorder.seconds_per_episode
     _plot_history(module.history, out / "loss_curves.png")
 
     result = {
@@ -243,5 +248,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         lines += ["", "## Share of the backbone gradient norm per objective term (after training)", ""]
         lines += [f"- {k}: {v:.1%}" for k, v in shares.items() if not k.startswith("norm/")]
     (out / "report.md").write_text("\n".join(lines) + "\n")
+    build_report(out)  # out/report.html: one self-contained page with the rollout videos
     logger.info("demo finished: success %.0f%%; report in %s", 100 * report.success_rate, out / "report.md")
     return result

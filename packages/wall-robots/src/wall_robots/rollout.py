@@ -119,6 +119,7 @@ class EpisodeResult:
     ret: float
     refused_chunks: int = 0
     stop_reason: str = ""
+    video: str | None = None  # mp4 path when a RolloutRecorder kept this episode
 
 
 @dataclass
@@ -173,16 +174,18 @@ class EvalReport:
 
 
 def _episode(
-    env: Any, chunker: ActionChunker, task: str, seed: int, variant: int, max_steps: int
-) -> tuple[EpisodeResult, dict[str, list]]:
+    env: Any, chunker: ActionChunker, task: str, seed: int, variant: int, max_steps: int,
+    recorder: Any | None = None, index: int = 0,
+) -> tuple[EpisodeResult, dict[str, list]]:  # fmt: skip
     obs = env.reset(variant=variant, seed=seed)
     chunker.reset()
+    rec = recorder is not None and recorder.begin(task, seed, index, getattr(env, "instruction", task))
     executed: list[np.ndarray] = []
     ret, success, steps, refused, reason = 0.0, False, 0, 0, ""
     for steps in range(1, max_steps + 1):
         try:
             action = chunker.act(obs)
-            obs, reward, success, _ = env.step(action, render=chunker.needs_observation)
+            obs, reward, success, _ = env.step(action, render=rec or chunker.needs_observation)
         except UnsafeActionError as e:  # refused chunk or robot command: nothing of it ran; stop the episode
             refused, reason = 1, str(e)
             logger.warning("%s seed %d: episode stopped at step %d: %s", task, seed, steps, e)
@@ -190,9 +193,14 @@ def _episode(
             break
         executed.append(action)
         ret += reward
+        if rec and recorder is not None:
+            recorder.frame(env, obs, steps, chunker.predictions[-1][1] if chunker.predictions else None)
         if success:
             break
-    result = EpisodeResult(task, seed, variant, bool(success), steps, ret, refused, reason)
+    video = recorder.end(bool(success)) if rec and recorder is not None else None
+    result = EpisodeResult(
+        task, seed, variant, bool(success), steps, ret, refused, reason, video and str(video)
+    )
     trajectory = {
         "executed": np.asarray(executed).tolist(),
         "predicted": [(int(t), c.tolist()) for t, c in chunker.predictions[:50]],
@@ -259,6 +267,7 @@ def evaluate(
     check_actions: bool = True,
     guard: ActionGuard | None = None,
     unsafe_robot: bool = False,
+    recorder: Any | None = None,
 ) -> EvalReport:
     """Run closed-loop episodes; returns an :class:`EvalReport`. One runner for simulators and robots.
 
@@ -270,7 +279,9 @@ def evaluate(
     :class:`SafeRobot` (``safety_limits``, else bounds from its ``action_spec`` or the policy's contract;
     with none of those it is refused unless ``unsafe_robot=True``, logged) and connected/disconnected here.
     Every chunk passes the action checks (``guard``; ``check_actions=False`` opts out, logged); a refused
-    chunk stops its episode, is counted, and none of it executes.
+    chunk stops its episode, is counted, and none of it executes. ``recorder`` (a
+    :class:`wall_robots.video.RolloutRecorder`) renders the episodes it selects every step and writes them to
+    mp4 (``EpisodeResult.video``); the other episodes render only when the policy queries.
     """
     chunker = ActionChunker(policy, execute_steps, mode, check_actions=check_actions, guard=guard)
     envs = _Envs(
@@ -282,7 +293,9 @@ def evaluate(
         for task in tasks:
             env = envs.make(task)
             for ep in range(episodes_per_task):
-                result, trajectory = _episode(env, chunker, task, seed + ep, variant_offset + ep, max_steps)
+                result, trajectory = _episode(
+                    env, chunker, task, seed + ep, variant_offset + ep, max_steps, recorder, ep
+                )
                 report.episodes.append(result)
                 if ep == 0:
                     report.trajectories[task] = trajectory
