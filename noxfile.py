@@ -72,7 +72,7 @@ FULL = ROOT / ".nox" / "full"
 FULL_REQS = [
     *TORCH_VISION,
     *(_pkg(n) for n in NAMES[:-1]),
-    _pkg("core") + "[all]",
+    _pkg("core") + "[all,test]",
     *TEST_DEPS,
     "mypy",
     "hatchling",
@@ -151,7 +151,7 @@ def data(session: nox.Session) -> None:
 def robots(session: nox.Session) -> None:
     """wall-robots with its simulator and server extras (and wall-data, whose writer it uses)."""
     _ensure_osmesa(session)
-    session.install(*TORCH_CPU, _pkg("data"), _pkg("robots") + "[metaworld,server,plot]", *TEST_DEPS)
+    session.install(*TORCH_CPU, _pkg("data"), _pkg("robots") + "[metaworld,aloha,server,plot]", *TEST_DEPS)
     _pytest(session, *NOT_SLOW, *_tests("robots"))
 
 
@@ -224,13 +224,13 @@ _ALONE: dict[str, tuple[list[str], list[str], list[str]]] = {
     "data": (TORCH_CPU, [], ["transformers", "wall_flow"]),
     "robots": (
         TORCH_CPU,
-        ["wall_robots.sim_metaworld", "wall_robots.serving"],
-        ["metaworld", "mujoco", "websockets", "matplotlib", "transformers"],
+        ["wall_robots.sim_metaworld", "wall_robots.aloha_expert", "wall_robots.serving"],
+        ["metaworld", "mujoco", "gym_aloha", "dm_control", "websockets", "matplotlib", "transformers"],
     ),
     "core": (
         TORCH_VISION,
-        ["wall_robots.sim_metaworld", "wall_robots.serving"],
-        ["metaworld", "mujoco", "gymnasium", "websockets", "matplotlib"],
+        ["wall_robots.sim_metaworld", "wall_robots.aloha_expert", "wall_robots.serving"],
+        ["metaworld", "mujoco", "gymnasium", "gym_aloha", "websockets", "matplotlib"],
     ),
 }
 
