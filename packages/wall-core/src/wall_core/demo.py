@@ -53,6 +53,12 @@ class DemoConfig:
     )
     policy_mode: str = "flow"
     reuse_data: bool = True
+    bridge: str = "full"  # gradient bridge of the flow term into the backbone: full | scaled | insulated
+    bridge_scale: float = 1.0  # with bridge="scaled"
+    data_dir: str | None = (
+        None  # demos + VQA corpus (default out/data); shared by runs that differ only in training
+    )
+    data_seed: int | None = None  # seed of the demos (default: seed); training seeds vary independently
 
     @classmethod
     def quick(cls, **kw: Any) -> DemoConfig:
@@ -120,14 +126,16 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    demo_root = out / "data" / "metaworld"
+    data = Path(cfg.data_dir) if cfg.data_dir else out / "data"
+    dseed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    demo_root = data / "metaworld"
     t0 = time.perf_counter()
-    summary_file = out / "data" / "demos.json"
+    summary_file = data / "demos.json"
     if (
         cfg.reuse_data
         and summary_file.is_file()
         and json.loads(summary_file.read_text()).get("config")
-        == [cfg.tasks, cfg.episodes_per_task, cfg.image_size, cfg.seed]
+        == [cfg.tasks, cfg.episodes_per_task, cfg.image_size, dseed]
     ):
         demos = json.loads(summary_file.read_text())["summary"]
         logger.info("reusing demos in %s", demo_root)
@@ -143,15 +151,15 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             cfg.image_size,
             cfg.max_steps,
             cfg.expert_noise,
-            cfg.seed,
+            dseed,
         )
-        vqa = _vqa_corpus(demo_root, out / "data" / "vqa", cfg.vqa_per_task, cfg.seed)
+        vqa = _vqa_corpus(demo_root, data / "vqa", cfg.vqa_per_task, dseed)
         summary_file.write_text(
             json.dumps(
-                {"config": [cfg.tasks, cfg.episodes_per_task, cfg.image_size, cfg.seed], "summary": demos}
+                {"config": [cfg.tasks, cfg.episodes_per_task, cfg.image_size, dseed], "summary": demos}
             )
         )
-    vqa = out / "data" / "vqa" / "vqa.jsonl"
+    vqa = data / "vqa" / "vqa.jsonl"
     timings["demos_s"] = time.perf_counter() - t0
 
     w = cfg.objective
@@ -164,7 +172,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         ], batch_size=cfg.batch_size),
         model=WallVLAConfig(state_dim=40, action_dim=8, action_horizon=cfg.action_horizon, cameras=[CAMERA], image_size=cfg.image_size),
         tokenizer=TokenizerConfig(kind="fast", options={"scale": 10, "vocab_size": 512}),
-        objective=ObjectiveConfig(**w),
+        objective=ObjectiveConfig(**w, bridge=cfg.bridge, bridge_scale=cfg.bridge_scale),
         optim=OptimConfig(lr=cfg.lr, max_steps=cfg.train_steps, warmup_steps=min(100, cfg.train_steps // 10)),
         trainer=TrainerConfig(log_every_n_steps=25),
     )  # fmt: skip
@@ -179,7 +187,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         from .objective import WallObjective
 
         dm_batch = policy.pipeline([module.trainer.datamodule.mixture[i] for i in range(8)])
-        shares = WallObjective(**w).gradient_shares(policy.model.train(), dm_batch)
+        shares = WallObjective(**w, bridge=cfg.bridge, bridge_scale=cfg.bridge_scale).gradient_shares(
+            policy.model.train(), dm_batch
+        )
         policy.model.eval()
 
     t0 = time.perf_counter()

@@ -24,6 +24,7 @@ from ..policy import WallPolicy
 from ..processing import Pipeline, build_pipeline, normalize_tensor
 from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
+from .progress import ProgressLog
 
 __all__ = [
     "DataConfig",
@@ -196,7 +197,7 @@ def train(
         max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
         precision=cast(Any, tc.precision), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
         enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
-        callbacks=[*(callbacks or []), ckpt], enable_model_summary=False, deterministic=False,
+        callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
     )  # fmt: skip
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.resume)
     policy = WallPolicy(model, pipeline)
