@@ -68,8 +68,8 @@ def make_run(root: Path, episodes: int = 5) -> Path:
     steps = np.arange(0, 100, 5)
     history = [
         {"step": int(s), "lr": 1e-3, "loss": 3 * np.exp(-s / 40) + 0.1, "flow": 2 * np.exp(-s / 30) + 0.05,
-         "text_ce": np.exp(-s / 50) + 0.05, "flow/metaworld": 2 * np.exp(-s / 30) + 0.05,
-         "text_ce/vqa": np.exp(-s / 50) + 0.05}
+         "text_ce": np.exp(-s / 50) + 0.05, "metaworld/flow": 2 * np.exp(-s / 30) + 0.05,
+         "vqa/text_ce": np.exp(-s / 50) + 0.05}
         for s in steps
     ]  # fmt: skip
     (root / "train").mkdir(parents=True, exist_ok=True)

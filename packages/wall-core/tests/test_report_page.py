@@ -76,3 +76,12 @@ def test_cli_report_and_view_write_pages(tmp_path):
     assert "observation.state over time" in html and "action over time" in html
     with pytest.raises(FileNotFoundError, match="info.json"):
         build_viewer(tmp_path / "nothing")
+
+
+def test_per_dataset_loss_keys_in_both_orders():
+    from wall_core.report.page import _split_key
+
+    terms = {"loss", "flow", "text_ce", "action_ce"}
+    assert _split_key("metaworld/flow", terms) == ("metaworld", "flow")
+    assert _split_key("flow/metaworld", terms) == ("metaworld", "flow")
+    assert _split_key("vqa/text_ce", terms) == ("vqa", "text_ce")

@@ -3,7 +3,7 @@
 Read from RUN_DIR (only ``eval.json`` is required):
 - ``eval.json`` or ``eval/eval.json``: ``per_task`` and ``episodes`` (seed, variant, success, steps, ret, video)
   written by :func:`wall_robots.write_report`;
-- ``train/history.json`` or ``history.json``: per-step losses (``loss``, terms, ``<term>/<dataset>`` keys);
+- ``train/history.json`` or ``history.json``: per-step losses (``loss``, terms, ``<dataset>/<term>`` keys);
 - ``result.json``: ``gradient_shares``, ``config``, ``timings_s`` (written by the demo);
 - ``train/train_config.yaml``: the training config.
 Videos are inlined as base64 ``data:`` URIs, so the single HTML file can be moved or mailed.
@@ -112,6 +112,14 @@ def _success_html(episodes: list[dict[str, Any]]) -> str:
     return table + chart
 
 
+def _split_key(key: str, terms: set[str]) -> tuple[str, str] | None:
+    """``"metaworld/flow"`` (the trainer's ``dataset/term``; ``term/dataset`` also read) -> (dataset, term)."""
+    a, _, b = key.partition("/")
+    if b in terms or (b and a not in terms):
+        return a, b
+    return (b, a) if b else None
+
+
 def _loss_html(history: list[dict[str, float]]) -> str:
     if not history:
         return "<p>No training history (train/history.json) in this run.</p>"
@@ -120,14 +128,15 @@ def _loss_html(history: list[dict[str, float]]) -> str:
     nan = float("nan")
     terms = {k: (steps, [h.get(k, nan) for h in history]) for k in keys if "/" not in k}
     charts = [line_chart(terms, "loss per term (log scale)", log_y=True)]
-    datasets = sorted({k.split("/", 1)[1] for k in keys if "/" in k})
-    for ds in datasets:
-        per = {
-            k.split("/")[0]: (steps, [h.get(k, nan) for h in history]) for k in keys if k.endswith(f"/{ds}")
-        }
-        charts.append(line_chart(per, f"loss per term on dataset {ds}", log_y=True))
-    if not datasets:
-        charts.append("<p>No per-dataset losses logged (keys <code>term/dataset</code> in history.json).</p>")
+    per_ds: dict[str, dict[str, tuple[list, list[float]]]] = {}
+    for k in keys:
+        split = _split_key(k, set(terms)) if "/" in k else None
+        if split is not None:
+            per_ds.setdefault(split[0], {})[split[1]] = (steps, [h.get(k, nan) for h in history])
+    for ds, series in sorted(per_ds.items()):
+        charts.append(line_chart(series, f"loss per term on dataset {ds}", log_y=True))
+    if not per_ds:
+        charts.append("<p>No per-dataset losses logged (keys <code>dataset/term</code> in history.json).</p>")
     return '<div class="grid">' + "".join(charts) + "</div>"
 
 

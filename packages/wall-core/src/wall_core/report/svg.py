@@ -17,8 +17,8 @@ def line_chart(
     series: dict[str, tuple[list[float], list[float]]],
     title: str,
     log_y: bool = False,
-    width: int = 520,
-    height: int = 260,
+    width: int = 500,
+    height: int = 240,
 ) -> str:
     """An SVG line chart: ``series`` maps a label to (xs [N], ys [N]); non-finite (and, with ``log_y``,
     non-positive) points are dropped. Returns the ``<svg>`` element as a string."""
