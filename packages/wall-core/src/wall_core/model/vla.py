@@ -139,7 +139,9 @@ class WallVLA(DecodingMixin, nn.Module):
             is_state = batch.input_ids == self.ids["<|propri|>"]
             if is_state.any():
                 st = torch.cat([batch.state, torch.ones_like(batch.state)], dim=-1)
-                proj = self.state_proj(st).to(emb.dtype)  # one state token per sample that has one
+                proj = self.state_proj(st.to(self.state_proj.weight.dtype)).to(
+                    emb.dtype
+                )  # one state token per sample that has one
                 emb = emb.masked_scatter(is_state[..., None], proj[is_state.any(dim=1)])
         return emb
 
