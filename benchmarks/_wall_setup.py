@@ -1,4 +1,4 @@
-"""Shared set-up for model benchmarks: a WallVLA + processor + synthetic MetaWorld-shaped samples."""
+"""Shared set-up for model benchmarks: a WallVLA + its pipeline + synthetic MetaWorld-shaped samples."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 import wall_data as wd
 from wall_core.model import WallVLA, WallVLAConfig
-from wall_core.processor import WallProcessor
+from wall_core.processing import build_pipeline
 
 
 def make(backbone: str = "small", horizon: int = 16, num_action_tokens: int = 0, **overrides):
@@ -25,20 +25,7 @@ def make(backbone: str = "small", horizon: int = 16, num_action_tokens: int = 0,
         backbone_overrides=overrides,
     )
     model = WallVLA(cfg).eval()
-    bb = model.backbone
-    proc = WallProcessor(
-        bb.tokenizer,
-        bb.num_image_tokens((size, size)),
-        cfg.state_dim,
-        cfg.action_dim,
-        horizon,
-        cfg.cameras,
-        size,
-        model.host_vocab_size,
-        None,
-        stats,
-        max_text_bytes=4096,
-    )
+    proc = build_pipeline(model, stats={"metaworld": stats}, max_prompt_tokens=4096)
     return model, proc, size
 
 

@@ -5,7 +5,7 @@ import torch
 import wall_data as wd
 import wall_tokenizer as wt
 from wall_core.model import WallVLA, WallVLAConfig
-from wall_core.processor import WallProcessor
+from wall_core.processing import build_pipeline, normalize_tensor
 
 H = 8
 
@@ -15,26 +15,14 @@ def make_setup(backbone="small", seed=0, **overrides):
     rng = np.random.default_rng(seed)
     acts = rng.normal(size=(200, H, 4)).cumsum(1) * 0.1
     stats = wd.compute_stats({"observation.state": rng.normal(size=(500, 39)), "action": acts.reshape(-1, 4)})
-    nacts = wd.Normalizer(stats, ["action"]).normalize({"action": acts})["action"]
+    nacts = normalize_tensor(torch.from_numpy(acts), stats["action"]).numpy().astype(np.float64)
     tok = wt.FASTTokenizer(scale=10, vocab_size=256).fit(nacts)
     size = 56 if backbone.startswith("qwen") else 64
     cfg = WallVLAConfig(
         backbone=backbone, action_horizon=H, num_action_tokens=tok.vocab_size, image_size=size, **overrides
     )
     model = WallVLA(cfg)
-    bb = model.backbone
-    proc = WallProcessor(
-        bb.tokenizer,
-        bb.num_image_tokens((size, size)),
-        cfg.state_dim,
-        cfg.action_dim,
-        H,
-        cfg.cameras,
-        size,
-        model.host_vocab_size,
-        tok,
-        stats,
-    )
+    proc = build_pipeline(model, stats={"sim": stats}, action_tokenizer=tok)
     samples = [
         {
             "observation.state": rng.normal(size=39),
@@ -48,7 +36,7 @@ def make_setup(backbone="small", seed=0, **overrides):
     samples.append(
         {
             "observation.images.main": rng.integers(0, 255, (3, 32, 32), dtype=np.uint8),
-            "prompt": "which task?",
+            "question": "which task?",
             "answer": "reach",
         }
     )

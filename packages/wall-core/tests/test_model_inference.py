@@ -42,6 +42,7 @@ def test_incremental_decoding_matches_full_recompute(setup):
                 batch.actions,
                 batch.action_loss_mask,
                 batch.dof_mask,
+                state_mask=batch.state_mask,
             )  # fmt: skip
         )
     torch.testing.assert_close(inc.hidden[:, -1], full.hidden[:, -1], atol=1e-5, rtol=1e-5)

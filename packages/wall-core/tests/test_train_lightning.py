@@ -51,11 +51,11 @@ def _with_data(cfg, root):
 def test_train_export_reload_identical_actions(toy_root, tmp_path):
     policy, module = train(_cfg(toy_root, tmp_path / "run", 4))
     assert len(module.history) == 4 and all(np.isfinite(h["loss"]) for h in module.history)
-    assert {"text_ce", "action_ce", "flow"} >= set(module.history[0]) - {
-        "step",
-        "loss",
-        "lr",
-    } and "flow" in module.history[0]
+    top = {k for k in module.history[0] if "/" not in k}  # "<dataset>/<term>" keys are the per-dataset losses
+    assert {"text_ce", "action_ce", "flow"} >= top - {"step", "loss", "lr"} and "flow" in module.history[0]
+    per_dataset = {k for k in module.history[0] if "/" in k}
+    assert per_dataset == {f"toy/{k}" for k in top - {"step", "loss", "lr"}}  # one dataset: every term
+    assert module.history[0]["toy/flow"] == pytest.approx(module.history[0]["flow"], rel=1e-5)
     again = WallPolicy.from_pretrained(tmp_path / "run" / "policy")
     ds = wd.LeRobotDataset(toy_root, action_horizon=4)
     obs = {k: v for k, v in ds[3].items() if k not in ("action", "action_is_pad")}

@@ -197,3 +197,5 @@ def test_an_error_in_finalize_or_a_save_loses_nothing_saved(tmp_path, monkeypatc
         w.finalize()
     ds = wd.LeRobotDataset(tmp_path / "e")
     assert ds.num_episodes == 3 and ds[11]["action"][0].tolist() == [2, 3]
+    stats = wd.load_stats(tmp_path / "e/meta/stats.json")["action"]
+    assert stats.count == 12 and stats.mean.tolist() == [1.0, 1.5]  # the failed save counted nothing

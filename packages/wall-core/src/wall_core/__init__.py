@@ -13,24 +13,27 @@ from .model import (
 )
 from .objective import ObjectiveOutput, WallObjective, loss_terms
 from .policy import WallPolicy
-from .processor import WallProcessor
+from .processing import Pipeline, ProcessorStep, build_pipeline, register_step
 
 __version__ = "0.1.0"
 __all__ = [
     "SEG",
     "BackboneAdapter",
     "ObjectiveOutput",
+    "Pipeline",
+    "ProcessorStep",
     "WallBatch",
     "WallObjective",
     "WallOutput",
     "WallPolicy",
-    "WallProcessor",
     "WallVLA",
     "WallVLAConfig",
+    "build_pipeline",
     "create_backbone",
     "flow_attention_mask",
     "list_backbones",
     "loss_terms",
     "prefix_attention_mask",
     "register_backbone",
+    "register_step",
 ]

@@ -1,4 +1,4 @@
-"""The ``wall`` command line: train, eval, serve, convert, fit-tokenizer, stats, demo."""
+"""The ``wall`` command line: train, eval, serve, convert, fit-tokenizer, stats, demo, report, view."""
 
 from __future__ import annotations
 
@@ -107,6 +107,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """``wall report RUN_DIR``: one self-contained HTML page (see :mod:`wall_core.report.page`)."""
+    from .report import build_report
+
+    logger.info("report written to %s", build_report(args.run_dir, args.out))
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    """``wall view DATASET``: a static HTML page of a LeRobot dataset's episodes."""
+    from .report import build_viewer
+
+    out = build_viewer(args.dataset, args.out, args.episodes, rerun=args.rerun)
+    logger.info("dataset view written to %s", out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wall", description="Wall-OSS-0.5 toolkit")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -165,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
         help='JSON weights, e.g. \'{"w_text_ce": 0, "w_action_ce": 0, "w_flow": 1}\' (flow-only ablation)',
     )
     d.set_defaults(fn=cmd_demo)
+    r = sub.add_parser("report", help="one self-contained HTML page for a run folder (needs its eval.json)")
+    r.add_argument("run_dir")
+    r.add_argument("--out", help="default: RUN_DIR/report.html")
+    r.set_defaults(fn=cmd_report)
+    v = sub.add_parser("view", help="a static HTML page of a LeRobot dataset's episodes")
+    v.add_argument("dataset")
+    v.add_argument("--out", help="default: DATASET/view.html")
+    v.add_argument("--episodes", type=int, default=10, help="how many episodes to show")
+    v.add_argument("--rerun", action="store_true", help="also write a Rerun .rrd (needs rerun-sdk)")
+    v.set_defaults(fn=cmd_view)
     return p
 
 

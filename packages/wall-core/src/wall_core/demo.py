@@ -18,8 +18,10 @@ from PIL import Image
 
 import wall_data
 import wall_robots
+from wall_robots.video import RolloutRecorder
 
 from .model import WallVLAConfig
+from .report import build_report
 from .training.optim import OptimConfig
 from .training.run import DataConfig, ObjectiveConfig, TokenizerConfig, TrainConfig, TrainerConfig, train
 
@@ -51,6 +53,12 @@ class DemoConfig:
     )
     policy_mode: str = "flow"
     reuse_data: bool = True
+    bridge: str = "full"  # gradient bridge of the flow term into the backbone: full | scaled | insulated
+    bridge_scale: float = 1.0  # with bridge="scaled"
+    data_dir: str | None = (
+        None  # demos + VQA corpus (default out/data); shared by runs that differ only in training
+    )
+    data_seed: int | None = None  # seed of the demos (default: seed); training seeds vary independently
 
     @classmethod
     def quick(cls, **kw: Any) -> DemoConfig:
@@ -118,14 +126,16 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    demo_root = out / "data" / "metaworld"
+    data = Path(cfg.data_dir) if cfg.data_dir else out / "data"
+    dseed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    demo_root = data / "metaworld"
     t0 = time.perf_counter()
-    summary_file = out / "data" / "demos.json"
+    summary_file = data / "demos.json"
     if (
         cfg.reuse_data
         and summary_file.is_file()
         and json.loads(summary_file.read_text()).get("config")
-        == [cfg.tasks, cfg.episodes_per_task, cfg.image_size, cfg.seed]
+        == [cfg.tasks, cfg.episodes_per_task, cfg.image_size, dseed]
     ):
         demos = json.loads(summary_file.read_text())["summary"]
         logger.info("reusing demos in %s", demo_root)
@@ -141,15 +151,15 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             cfg.image_size,
             cfg.max_steps,
             cfg.expert_noise,
-            cfg.seed,
+            dseed,
         )
-        vqa = _vqa_corpus(demo_root, out / "data" / "vqa", cfg.vqa_per_task, cfg.seed)
+        vqa = _vqa_corpus(demo_root, data / "vqa", cfg.vqa_per_task, dseed)
         summary_file.write_text(
             json.dumps(
-                {"config": [cfg.tasks, cfg.episodes_per_task, cfg.image_size, cfg.seed], "summary": demos}
+                {"config": [cfg.tasks, cfg.episodes_per_task, cfg.image_size, dseed], "summary": demos}
             )
         )
-    vqa = out / "data" / "vqa" / "vqa.jsonl"
+    vqa = data / "vqa" / "vqa.jsonl"
     timings["demos_s"] = time.perf_counter() - t0
 
     w = cfg.objective
@@ -162,7 +172,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         ], batch_size=cfg.batch_size),
         model=WallVLAConfig(state_dim=40, action_dim=8, action_horizon=cfg.action_horizon, cameras=[CAMERA], image_size=cfg.image_size),
         tokenizer=TokenizerConfig(kind="fast", options={"scale": 10, "vocab_size": 512}),
-        objective=ObjectiveConfig(**w),
+        objective=ObjectiveConfig(**w, bridge=cfg.bridge, bridge_scale=cfg.bridge_scale),
         optim=OptimConfig(lr=cfg.lr, max_steps=cfg.train_steps, warmup_steps=min(100, cfg.train_steps // 10)),
         trainer=TrainerConfig(log_every_n_steps=25),
     )  # fmt: skip
@@ -176,15 +186,20 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     if sum(1 for v in w.values() if v > 0) > 1:
         from .objective import WallObjective
 
-        dm_batch = policy.processor([module.trainer.datamodule.mixture[i] for i in range(8)])
-        shares = WallObjective(**w).gradient_shares(policy.model.train(), dm_batch)
+        dm_batch = policy.pipeline([module.trainer.datamodule.mixture[i] for i in range(8)])
+        shares = WallObjective(**w, bridge=cfg.bridge, bridge_scale=cfg.bridge_scale).gradient_shares(
+            policy.model.train(), dm_batch
+        )
         policy.model.eval()
 
     t0 = time.perf_counter()
 
     def env_factory(task: str) -> Any:
-        return wall_robots.MetaWorldEnv(task, image_size=cfg.image_size, max_steps=cfg.max_steps)
+        return wall_robots.MetaWorldEnv(
+            task, image_size=cfg.image_size, max_steps=cfg.max_steps, layouts="heldout", exclude=demo_root
+        )  # held-out layouts, checked disjoint from the demos' recorded layouts (raises otherwise)
 
+    recorder = RolloutRecorder(out / "eval" / "videos", per_task=1, extra_per_task=1, camera_key=CAMERA)
     report = wall_robots.evaluate(
         policy,
         cfg.tasks,
@@ -193,11 +208,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         cfg.execute_steps,
         max_steps=cfg.max_steps,
         seed=1000 + cfg.seed,
+        recorder=recorder,
     )
     wall_robots.write_report(
         report, out / "eval", title=f"Closed-loop evaluation ({cfg.policy_mode} actions)"
     )
     timings["eval_s"] = time.perf_counter() - t0
+    timings["video_s_per_recorded_episode"] = recorder.seconds_per_episode
     _plot_history(module.history, out / "loss_curves.png")
 
     result = {
@@ -231,5 +248,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         lines += ["", "## Share of the backbone gradient norm per objective term (after training)", ""]
         lines += [f"- {k}: {v:.1%}" for k, v in shares.items() if not k.startswith("norm/")]
     (out / "report.md").write_text("\n".join(lines) + "\n")
+    build_report(out)  # out/report.html: one self-contained page with the rollout videos
     logger.info("demo finished: success %.0f%%; report in %s", 100 * report.success_rate, out / "report.md")
     return result

@@ -15,7 +15,7 @@ scaled / insulated) is passed to the model, which applies it to the prefix keys/
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,17 +24,19 @@ from torch import Tensor, nn
 
 from wall_flow import FlowMatching
 
-__all__ = ["CE_MODES", "TERMS", "ObjectiveOutput", "WallObjective", "loss_terms"]
+__all__ = ["CE_MODES", "TERMS", "ObjectiveOutput", "WallObjective", "loss_terms", "terms_by_dataset"]
 TERMS = ("text_ce", "action_ce", "flow")
 CE_MODES = ("pooled", "separate")
 
 
 @dataclass
 class ObjectiveOutput:
-    """``loss`` (scalar, with graph) and the detached unweighted ``terms``."""
+    """``loss`` (scalar, with graph), the detached unweighted ``terms`` and, when the batch names its rows'
+    datasets, the same terms per dataset (``by_dataset[name][term]``, detached)."""
 
     loss: Tensor
     terms: dict[str, Tensor]
+    by_dataset: dict[str, dict[str, Tensor]] = field(default_factory=dict)
 
 
 def _ce_sums(out: Any, need: tuple[str, ...]) -> dict[str, tuple[Tensor, int]]:
@@ -61,6 +63,41 @@ def loss_terms(
         fm = flow or FlowMatching()
         terms["flow"] = fm.loss(out.v_pred.float(), out.x0, out.x1, out.t, mask)
     return terms
+
+
+@torch.no_grad()
+def terms_by_dataset(
+    out: Any, datasets: list[str], flow: FlowMatching | None = None, need: tuple[str, ...] = TERMS
+) -> dict[str, dict[str, Tensor]]:
+    """The unweighted terms of :func:`loss_terms` computed over each dataset's rows alone (detached).
+
+    ``datasets``: the dataset name of each batch row [B]. CE rows come from ``out.extras["<term>_rows"]``
+    (the batch row of every supervised token); a dataset without items for a term has no entry for it.
+    """
+    names = sorted(set(datasets))
+    row_name = torch.tensor([names.index(d) for d in datasets])
+    res: dict[str, dict[str, Tensor]] = {n: {} for n in names}
+    pairs = {
+        "text_ce": (out.text_logits, out.text_targets),
+        "action_ce": (out.action_logits, out.action_targets),
+    }
+    for k, (logits, targets) in pairs.items():
+        rows = out.extras.get(f"{k}_rows")
+        if k not in need or logits is None or targets is None or rows is None or not targets.numel():
+            continue
+        ce = F.cross_entropy(logits.float(), targets, reduction="none")
+        owner = row_name[rows.cpu()]
+        for i, n in enumerate(names):
+            if bool((owner == i).any()):
+                res[n][k] = ce[(owner == i).to(ce.device)].mean()
+    mask = out.action_loss_mask
+    if "flow" in need and out.v_pred is not None and mask is not None:
+        fm = flow or FlowMatching()
+        for i, n in enumerate(names):
+            r = (row_name == i).nonzero()[:, 0].to(mask.device)
+            if mask[r].sum() > 0:
+                res[n]["flow"] = fm.loss(out.v_pred[r].float(), out.x0[r], out.x1[r], out.t[r], mask[r])
+    return {n: v for n, v in res.items() if v}
 
 
 class WallObjective(nn.Module):
@@ -139,11 +176,16 @@ class WallObjective(nn.Module):
         self, model: nn.Module, batch: Any, generator: torch.Generator | None = None
     ) -> ObjectiveOutput:
         """Loss (scalar) and detached unweighted terms for one batch."""
-        parts, terms = self.weighted(model, self.outputs(model, batch, generator))
+        out = self.outputs(model, batch, generator)
+        parts, terms = self.weighted(model, out)
         if not parts:
             raise ValueError("the batch supervises none of the enabled objective terms")
         loss = torch.stack(list(parts.values())).sum()
-        return ObjectiveOutput(loss=loss, terms={k: v.detach() for k, v in terms.items()})
+        names = getattr(batch, "dataset", None)
+        by_dataset = terms_by_dataset(out, list(names), self._flow(model), self._need()) if names else {}
+        return ObjectiveOutput(
+            loss=loss, terms={k: v.detach() for k, v in terms.items()}, by_dataset=by_dataset
+        )
 
     def gradient_shares(
         self, model: nn.Module, batch: Any, params: list[nn.Parameter] | None = None

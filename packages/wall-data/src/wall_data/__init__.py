@@ -13,6 +13,7 @@ from .stats import (
     load_stats,
     save_stats,
 )
+from .transforms import RelativeActions
 from .validate import Problem, validate_dataset
 from .writer import LeRobotWriter
 
@@ -29,6 +30,7 @@ __all__ = [
     "NormalizerSet",
     "PaddedSpace",
     "Problem",
+    "RelativeActions",
     "StatsAccumulator",
     "VQADataset",
     "WeightedMixture",

@@ -109,7 +109,7 @@ class PaddedSpace:
 
 
 def default_registry() -> EmbodimentRegistry:
-    """Registry with the embodiments the toolkit ships (MetaWorld's Sawyer; a 7-DOF arm + gripper)."""
+    """Registry with the embodiments the toolkit ships (MetaWorld's Sawyer; bimanual ALOHA; a 7-DOF arm + gripper)."""
     reg = EmbodimentRegistry()
     sawyer_state = (
         ("hand_x", "hand_y", "hand_z", "gripper_distance")
@@ -129,4 +129,6 @@ def default_registry() -> EmbodimentRegistry:
             fps=30.0,
         )
     )
+    aloha = tuple(f"{s}_arm_{j}" for s in ("left", "right") for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper"))  # fmt: skip
+    reg.register(EmbodimentSpec("aloha_bimanual", aloha, aloha, fps=50.0))  # gym-aloha's 14 joints
     return reg

@@ -12,6 +12,7 @@ at most ``reservoir`` rows per feature (exact while the data fit in it; otherwis
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -168,13 +169,15 @@ class StatsAccumulator:
 class _ImageAccumulator:
     """Per-channel pixel statistics of camera frames, reported with LeRobot's [3, 1, 1] shape in [0, 1]."""
 
-    def __init__(self, reservoir: int = 100_000, max_frames: int = 100, target_px: int = 150) -> None:
+    def __init__(
+        self, reservoir: int = 100_000, max_frames: int = 100, target_px: int = 150, pixels: int = 50_000
+    ) -> None:
         self._pixels = StatsAccumulator(reservoir)
-        self.frames, self.max_frames, self.target_px = 0, max_frames, target_px
+        self.frames, self.max_frames, self.target_px, self.budget = 0, max_frames, target_px, pixels
 
     def update(self, frames: np.ndarray) -> None:
         """Add one episode's frames [n, h, w, 3] uint8: at most ``max_frames`` evenly spaced ones, strided
-        down to about ``target_px`` pixels on the longer side."""
+        down to about ``target_px`` pixels on the longer side and to at most ``pixels`` pixels in all."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"image statistics need frames [n, h, w, 3], got shape {list(frames.shape)}")
@@ -182,6 +185,8 @@ class _ImageAccumulator:
             return
         pick = np.unique(np.round(np.linspace(0, len(frames) - 1, min(len(frames), self.max_frames))))
         step = max(1, max(frames.shape[1:3]) // self.target_px) if max(frames.shape[1:3]) >= 300 else 1
+        h, w = -(-frames.shape[1] // step), -(-frames.shape[2] // step)
+        step *= max(1, math.ceil(math.sqrt(len(pick) * h * w / self.budget)))
         sub = frames[pick.astype(int), ::step, ::step]
         self._pixels.update(sub.reshape(-1, 3).astype(np.float64) / 255.0)
         self.frames += len(pick)

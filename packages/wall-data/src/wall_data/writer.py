@@ -16,6 +16,7 @@ reads back every episode whose save returned.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -297,7 +298,8 @@ class LeRobotWriter:
         for key in self.video_keys:
             videos[key], vmeta = self._stage_video(key, commit)
             meta.update(vmeta)
-        stats = self._updated_stats()
+        accs = copy.deepcopy(self._stats)  # published only with the commit: a failed save counts nothing
+        stats = self._updated_stats(accs)
         self._stage_metadata(commit, tasks, stats)
         ep_slot = self._meta.next(self.data_limit)
         meta["meta/episodes/chunk_index"], meta["meta/episodes/file_index"] = ep_slot.chunk, ep_slot.file
@@ -309,16 +311,17 @@ class LeRobotWriter:
         commit.stage("meta/info.json").write_text(json.dumps(info, indent=2))
         commit.commit()
         self._data, self._meta, self._video, self._tasks = data, meta_slot, videos, tasks
+        self._stats = accs
         self._episodes.append(meta)
         self._frames += n
         self._episode = []
         return ep
 
-    def _updated_stats(self) -> dict[str, Any]:
-        """Feed this episode to the accumulators and return every feature's stats JSON."""
-        for key, acc in self._stats.items():
+    def _updated_stats(self, accs: dict[str, Any]) -> dict[str, Any]:
+        """Feed this episode to ``accs`` (feature -> accumulator) and return every feature's stats JSON."""
+        for key, acc in accs.items():
             acc.update(np.stack([fr[key] for fr in self._episode]))
-        return {k: acc.result().to_json() for k, acc in self._stats.items()}
+        return {k: acc.result().to_json() for k, acc in accs.items()}
 
     def _stage_metadata(self, commit: Commit, tasks: dict[str, int], stats: dict[str, Any]) -> None:
         names = sorted(tasks, key=lambda t: tasks[t])

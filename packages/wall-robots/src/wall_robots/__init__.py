@@ -1,13 +1,32 @@
-"""wall_robots: the Robot protocol with safety limits, MetaWorld demos, closed-loop eval, policy serving.
+"""wall_robots: the Robot protocol with safety limits, MetaWorld and ALOHA demos, closed-loop eval, policy serving.
 
-Simulator and server pieces live behind extras (``[metaworld]``, ``[server]``, ``[plot]``) and are imported
-lazily: ``from wall_robots import MetaWorldEnv`` only needs MetaWorld when you touch it.
+Simulator and server pieces live behind extras (``[metaworld]``, ``[aloha]``, ``[server]``, ``[plot]``) and are
+imported lazily: ``from wall_robots import MetaWorldEnv`` only needs MetaWorld when you touch it.
 """
 
 from importlib import import_module
 from typing import Any
 
-from .robot import FakeRobot, Policy, Robot, RobotNotConnectedError, SafeRobot, SafetyLimits, Spec
+from .contract import (
+    FeatureSpec,
+    ObservationContract,
+    ObservationError,
+    contracts_of,
+    map_keys,
+    select_contract,
+)
+from .guard import ActionGuard, EmptyChunkError
+from .robot import (
+    FakeRobot,
+    Policy,
+    Robot,
+    RobotNotConnectedError,
+    SafeRobot,
+    SafetyLimits,
+    Spec,
+    UnsafeActionError,
+)
+from .robot_env import RobotEnv, safe_robot_for
 from .rollout import ActionChunker, EpisodeResult, EvalReport, evaluate, write_report
 
 __version__ = "0.1.0"
@@ -16,23 +35,46 @@ _LAZY = {
     "ScriptedExpert": "sim_metaworld",
     "generate_demos": "sim_metaworld",
     "instruction_for": "sim_metaworld",
+    "preload_triton": "sim_metaworld",
+    "AlohaEnv": "sim_aloha",
+    "ALOHA_JOINTS": "sim_aloha",
+    "aloha_bimanual_spec": "sim_aloha",
+    "AlohaScriptedExpert": "aloha_expert",
+    "generate_aloha_demos": "aloha_expert",
+    "Layout": "heldout",
+    "LayoutOverlapError": "heldout",
+    "LayoutRecord": "heldout",
     "PolicyServer": "serving",
     "PolicyClient": "serving",
-    "packb": "serving",
-    "unpackb": "serving",
+    "RequestError": "serving",
+    "packb": "wire",
+    "unpackb": "wire",
+    "LeRobotAdapter": "lerobot_adapter",
+    "from_lerobot": "lerobot_adapter",
 }
 __all__ = [
     "ActionChunker",
+    "ActionGuard",
+    "EmptyChunkError",
     "EpisodeResult",
     "EvalReport",
     "FakeRobot",
+    "FeatureSpec",
+    "ObservationContract",
+    "ObservationError",
     "Policy",
     "Robot",
+    "RobotEnv",
     "RobotNotConnectedError",
     "SafeRobot",
     "SafetyLimits",
     "Spec",
+    "UnsafeActionError",
+    "contracts_of",
     "evaluate",
+    "map_keys",
+    "safe_robot_for",
+    "select_contract",
     "write_report",
     *_LAZY,
 ]

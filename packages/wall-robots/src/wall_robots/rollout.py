@@ -1,20 +1,22 @@
-"""Closed-loop evaluation with action chunking (execute k of H, or ACT-style temporal ensembling),
-per-task success and return, a markdown table and PNG plots. Seeds and layout variants are recorded."""
+"""Closed-loop evaluation with action chunking (execute k of H, or ACT-style temporal ensembling) on a
+simulator or a :class:`wall_robots.Robot`; per-task success and return; refused chunks counted. Seeds and
+layout variants are recorded."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .robot import Policy
+from .guard import ActionGuard, EmptyChunkError
+from .report import write_report
+from .robot import Policy, Robot, SafeRobot, SafetyLimits, UnsafeActionError
+from .robot_env import RobotEnv, safe_robot_for
 
 __all__ = ["ActionChunker", "EpisodeResult", "EvalReport", "evaluate", "write_report"]
 logger = logging.getLogger(__name__)
@@ -26,19 +28,39 @@ class ActionChunker:
     ``mode="chunk"``: query every ``execute_steps`` steps and play the first k actions of each chunk.
     ``mode="ensemble"``: query every step and average all predictions for the current step with weights
     ``exp(-decay * age)`` (ACT's temporal ensembling; older predictions weigh more for decay > 0).
+
+    Every chunk ``policy.infer(obs)["actions"]`` [H, A] passes an :class:`ActionGuard` first (``guard``, by
+    default built from the policy's declared contract): a non-finite, oversized, out-of-bounds or wrongly
+    shaped chunk raises :class:`UnsafeActionError` and none of it is played. An empty chunk always raises
+    :class:`EmptyChunkError`. ``check_actions=False`` turns the checks off (logged as a warning).
     """
 
     def __init__(
-        self, policy: Policy, execute_steps: int = 4, mode: str = "chunk", decay: float = 0.01
+        self,
+        policy: Policy,
+        execute_steps: int = 4,
+        mode: str = "chunk",
+        decay: float = 0.01,
+        *,
+        check_actions: bool = True,
+        guard: ActionGuard | None = None,
     ) -> None:
         if mode not in ("chunk", "ensemble"):
             raise ValueError(f"mode must be 'chunk' or 'ensemble', got {mode!r}")
         if execute_steps < 1:
             raise ValueError("execute_steps must be >= 1")
         self.policy, self.k, self.mode, self.decay = policy, execute_steps, mode, decay
+        self.guard: ActionGuard | None = None
+        if check_actions:
+            self.guard = guard if guard is not None else ActionGuard.for_policy(policy)
+        else:
+            logger.warning(
+                "ActionChunker: action checks disabled (check_actions=False); chunks run unchecked"
+            )
         self.reset()
 
     def reset(self) -> None:
+        """Forget queued actions and predictions and reset the policy (call between episodes)."""
         self._queue: deque[np.ndarray] = deque()
         self._chunks: list[tuple[int, np.ndarray]] = []
         self.t = 0
@@ -51,13 +73,24 @@ class ActionChunker:
         return self.mode == "ensemble" or not self._queue
 
     def _query(self, obs: dict[str, Any]) -> np.ndarray:
-        chunk = np.asarray(self.policy.infer(obs)["actions"], dtype=np.float64)
-        if chunk.ndim != 2:
-            raise ValueError(f"policy returned actions of shape {chunk.shape}; expected [H, A]")
+        out = self.policy.infer(obs)
+        if not isinstance(out, dict) or "actions" not in out:
+            raise ValueError(
+                f"policy.infer must return a dict with 'actions' [H, A], got {type(out).__name__}"
+            )
+        if self.guard is not None:
+            chunk = self.guard.check(out["actions"])
+        else:
+            chunk = np.asarray(out["actions"], dtype=np.float64)
+            if chunk.size == 0:
+                raise EmptyChunkError(f"the policy returned an empty chunk of shape {list(chunk.shape)}")
+            if chunk.ndim != 2:
+                raise ValueError(f"policy returned actions of shape {chunk.shape}; expected [H, A]")
         self.predictions.append((self.t, chunk))
         return chunk
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
+        """One action [A] (float64) for the current step; queries the policy when needed."""
         if self.mode == "chunk":
             if not self._queue:
                 self._queue.extend(self._query(obs)[: self.k])
@@ -75,20 +108,32 @@ class ActionChunker:
 
 @dataclass
 class EpisodeResult:
+    """One episode: ``ret`` is the summed reward; ``refused_chunks`` counts chunks the checks refused (the
+    episode stops at the first, none of it executed) and ``stop_reason`` says why it ended early."""
+
     task: str
     seed: int
     variant: int
     success: bool
     steps: int
     ret: float
+    refused_chunks: int = 0
+    stop_reason: str = ""
+    video: str | None = None  # mp4 path when a RolloutRecorder kept this episode
 
 
 @dataclass
 class EvalReport:
+    """All episodes, the first trajectory per task, the action-check counters (``action_checks``: checked,
+    refused, reasons) and the robot safety counters (``safety``, empty for simulators)."""
+
     episodes: list[EpisodeResult] = field(default_factory=list)
     trajectories: dict[str, dict[str, list]] = field(default_factory=dict)  # first episode per task
+    action_checks: dict[str, Any] = field(default_factory=dict)
+    safety: dict[str, int] = field(default_factory=dict)
 
     def per_task(self) -> dict[str, dict[str, float]]:
+        """task -> success_rate, mean_return, mean_steps, episodes, refused_chunks."""
         out: dict[str, dict[str, float]] = {}
         for task in dict.fromkeys(e.task for e in self.episodes):
             eps = [e for e in self.episodes if e.task == task]
@@ -97,21 +142,110 @@ class EvalReport:
                 "mean_return": float(np.mean([e.ret for e in eps])),
                 "mean_steps": float(np.mean([e.steps for e in eps])),
                 "episodes": len(eps),
+                "refused_chunks": sum(e.refused_chunks for e in eps),
             }
         return out
 
     @property
     def success_rate(self) -> float:
+        """Fraction of successful episodes over all tasks (0.0 when there are none)."""
         return float(np.mean([e.success for e in self.episodes])) if self.episodes else 0.0
 
+    @property
+    def refused_chunks(self) -> int:
+        """Chunks refused by the action checks or the robot's safety limits, over all episodes."""
+        return sum(e.refused_chunks for e in self.episodes)
+
     def table(self) -> str:
-        rows = ["| task | success | mean return | mean steps | episodes |", "|---|---|---|---|---|"]
+        """Markdown table, one row per task plus a total row."""
+        rows = [
+            "| task | success | mean return | mean steps | episodes | refused chunks |",
+            "|---|---|---|---|---|---|",
+        ]
         for task, r in self.per_task().items():
             rows.append(
-                f"| {task} | {r['success_rate']:.0%} | {r['mean_return']:.1f} | {r['mean_steps']:.0f} | {r['episodes']} |"
+                f"| {task} | {r['success_rate']:.0%} | {r['mean_return']:.1f} | {r['mean_steps']:.0f} "
+                f"| {r['episodes']} | {r['refused_chunks']} |"
             )
-        rows.append(f"| **all** | **{self.success_rate:.0%}** | | | {len(self.episodes)} |")
+        rows.append(
+            f"| **all** | **{self.success_rate:.0%}** | | | {len(self.episodes)} | {self.refused_chunks} |"
+        )
         return "\n".join(rows)
+
+
+def _episode(
+    env: Any, chunker: ActionChunker, task: str, seed: int, variant: int, max_steps: int,
+    recorder: Any | None = None, index: int = 0,
+) -> tuple[EpisodeResult, dict[str, list]]:  # fmt: skip
+    obs = env.reset(variant=variant, seed=seed)
+    chunker.reset()
+    rec = recorder is not None and recorder.begin(task, seed, index, getattr(env, "instruction", task))
+    executed: list[np.ndarray] = []
+    ret, success, steps, refused, reason = 0.0, False, 0, 0, ""
+    for steps in range(1, max_steps + 1):
+        try:
+            action = chunker.act(obs)
+            obs, reward, success, _ = env.step(action, render=rec or chunker.needs_observation)
+        except UnsafeActionError as e:  # refused chunk or robot command: nothing of it ran; stop the episode
+            refused, reason = 1, str(e)
+            logger.warning("%s seed %d: episode stopped at step %d: %s", task, seed, steps, e)
+            steps -= 1
+            break
+        executed.append(action)
+        ret += reward
+        if rec and recorder is not None:
+            recorder.frame(env, obs, steps, chunker.predictions[-1][1] if chunker.predictions else None)
+        if success:
+            break
+    video = recorder.end(bool(success)) if rec and recorder is not None else None
+    result = EpisodeResult(
+        task, seed, variant, bool(success), steps, ret, refused, reason, video and str(video)
+    )
+    trajectory = {
+        "executed": np.asarray(executed).tolist(),
+        "predicted": [(int(t), c.tolist()) for t, c in chunker.predictions[:50]],
+    }
+    return result, trajectory
+
+
+class _Envs:
+    """Makes the env of each task: the simulator from ``env_factory`` (MetaWorld by default), or one robot
+    behind its safety limits, connected on first use."""
+
+    def __init__(
+        self,
+        env_factory: Callable[[str], Any] | None,
+        robot: Robot | None,
+        policy: Policy,
+        max_steps: int,
+        limits: SafetyLimits | None,
+        unsafe: bool,
+        success_fn: Callable[[dict[str, Any]], bool] | None,
+        reset_fn: Callable[[Any], None] | None,
+        fps: float | None,
+    ) -> None:
+        self.factory, self.target, self.policy, self.max_steps = env_factory, robot, policy, max_steps
+        self.limits, self.unsafe, self.success_fn, self.reset_fn, self.fps = (
+            limits,
+            unsafe,
+            success_fn,
+            reset_fn,
+            fps,
+        )
+        self.robot: Robot | None = None
+
+    def make(self, task: str) -> Any:
+        target = self.target if self.target is not None else self.factory(task) if self.factory else None
+        if target is None:
+            from .sim_metaworld import MetaWorldEnv
+
+            return MetaWorldEnv(task, max_steps=self.max_steps)
+        if not isinstance(target, Robot):
+            return target
+        if self.robot is None:
+            self.robot = safe_robot_for(target, self.policy, self.limits, unsafe=self.unsafe)
+            self.robot.connect()
+        return RobotEnv(self.robot, task, success_fn=self.success_fn, reset_fn=self.reset_fn, fps=self.fps)
 
 
 def evaluate(
@@ -124,88 +258,56 @@ def evaluate(
     max_steps: int = 150,
     seed: int = 1000,
     variant_offset: int = 40,
+    *,
+    robot: Robot | None = None,
+    safety_limits: SafetyLimits | None = None,
+    success_fn: Callable[[dict[str, Any]], bool] | None = None,
+    reset_fn: Callable[[Any], None] | None = None,
+    fps: float | None = None,
+    check_actions: bool = True,
+    guard: ActionGuard | None = None,
+    unsafe_robot: bool = False,
+    recorder: Any | None = None,
 ) -> EvalReport:
-    """Run closed-loop episodes. ``variant_offset`` starts at layouts not used for demos (held out)."""
-    if env_factory is None:
-        from .sim_metaworld import MetaWorldEnv
+    """Run closed-loop episodes; returns an :class:`EvalReport`. One runner for simulators and robots.
 
-        def env_factory(task: str) -> Any:
-            return MetaWorldEnv(task, max_steps=max_steps)
-
-    report = EvalReport()
-    chunker = ActionChunker(policy, execute_steps, mode)
-    bar = tqdm(total=len(tasks) * episodes_per_task, desc="evaluating", unit="ep", disable=None)
-    for task in tasks:
-        env = env_factory(task)
-        for ep in range(episodes_per_task):
-            ep_seed, variant = seed + ep, variant_offset + ep
-            obs = env.reset(variant=variant, seed=ep_seed)
-            chunker.reset()
-            executed, ret, success, steps = [], 0.0, False, 0
-            for steps in range(1, max_steps + 1):
-                action = chunker.act(obs)
-                executed.append(action)
-                obs, reward, success, _ = env.step(action, render=chunker.needs_observation)
-                ret += reward
-                if success:
-                    break
-            report.episodes.append(EpisodeResult(task, ep_seed, variant, bool(success), steps, ret))
-            if ep == 0:
-                report.trajectories[task] = {
-                    "executed": np.asarray(executed).tolist(),
-                    "predicted": [(int(t), c.tolist()) for t, c in chunker.predictions[:50]],
-                }
-            bar.update(1)
-        if hasattr(env, "close"):
-            env.close()
-    bar.close()
-    return report
-
-
-def write_report(report: EvalReport, out_dir: str | Path, title: str = "Closed-loop evaluation") -> Path:
-    """Write ``eval.md`` (per-task table), ``eval.json`` (every episode with its seed) and PNG plots."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(
-        json.dumps(
-            {"per_task": report.per_task(), "episodes": [asdict(e) for e in report.episodes]}, indent=2
-        )
+    Simulators: ``env_factory(task)`` returns an env with ``reset(variant, seed) -> obs`` and
+    ``step(action [A], render) -> (obs, reward, success, info)`` (MetaWorld by default; ``variant_offset``
+    starts at layouts not used for demos). Robots: pass ``robot`` (or an ``env_factory`` returning a
+    :class:`Robot`); each task string is the instruction sent as ``obs["task"]``, ``success_fn(obs)`` judges
+    success, ``reset_fn(robot)`` runs before each episode, ``fps`` paces the loop. The robot is wrapped in a
+    :class:`SafeRobot` (``safety_limits``, else bounds from its ``action_spec`` or the policy's contract;
+    with none of those it is refused unless ``unsafe_robot=True``, logged) and connected/disconnected here.
+    Every chunk passes the action checks (``guard``; ``check_actions=False`` opts out, logged); a refused
+    chunk stops its episode, is counted, and none of it executes. ``recorder`` (a
+    :class:`wall_robots.video.RolloutRecorder`) renders the episodes it selects every step and writes them to
+    mp4 (``EpisodeResult.video``); the other episodes render only when the policy queries.
+    """
+    chunker = ActionChunker(policy, execute_steps, mode, check_actions=check_actions, guard=guard)
+    envs = _Envs(
+        env_factory, robot, policy, max_steps, safety_limits, unsafe_robot, success_fn, reset_fn, fps
     )
-    md = [f"# {title}", "", report.table(), ""]
+    report = EvalReport()
+    bar = tqdm(total=len(tasks) * episodes_per_task, desc="evaluating", unit="ep", disable=None)
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("matplotlib missing (pip install 'wall-robots[plot]'): no plots written")
-    else:
-        per = report.per_task()
-        fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(per), 3))
-        ax.bar(list(per), [v["success_rate"] for v in per.values()], color="tab:green")
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("success rate")
-        ax.tick_params(axis="x", labelrotation=20)
-        fig.tight_layout()
-        fig.savefig(out / "success.png", dpi=100)
-        plt.close(fig)
-        for task, traj in report.trajectories.items():
-            ex = np.asarray(traj["executed"])
-            if ex.size == 0:
-                continue
-            dims = min(ex.shape[1], 4)
-            fig, axes = plt.subplots(dims, 1, figsize=(7, 1.6 * dims), sharex=True)
-            for d, ax in enumerate(np.atleast_1d(axes)):
-                ax.plot(ex[:, d], "k-", lw=1.5, label="executed")
-                for t0, chunk in traj["predicted"]:
-                    c = np.asarray(chunk)
-                    ax.plot(range(t0, t0 + len(c)), c[:, d], "-", color="tab:blue", alpha=0.3, lw=0.8)
-                ax.set_ylabel(f"a[{d}]")
-            np.atleast_1d(axes)[0].set_title(f"{task}: predicted chunks (blue) vs executed (black)")
-            fig.tight_layout()
-            fig.savefig(out / f"trajectory_{task}.png", dpi=100)
-            plt.close(fig)
-            md.append(f"![{task}](trajectory_{task}.png)")
-        md.insert(3, "![success](success.png)\n")
-    (out / "eval.md").write_text("\n".join(md) + "\n")
-    return out / "eval.md"
+        for task in tasks:
+            env = envs.make(task)
+            for ep in range(episodes_per_task):
+                result, trajectory = _episode(
+                    env, chunker, task, seed + ep, variant_offset + ep, max_steps, recorder, ep
+                )
+                report.episodes.append(result)
+                if ep == 0:
+                    report.trajectories[task] = trajectory
+                bar.update(1)
+            if hasattr(env, "close") and not isinstance(env, RobotEnv):
+                env.close()
+    finally:
+        bar.close()
+        if envs.robot is not None:
+            envs.robot.disconnect()
+    if chunker.guard is not None:
+        report.action_checks = chunker.guard.summary()
+    if isinstance(envs.robot, SafeRobot):
+        report.safety = dict(envs.robot.limits.counts)
+    return report

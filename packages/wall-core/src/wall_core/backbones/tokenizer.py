@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from .base import SPECIAL_TOKENS
 
@@ -39,17 +40,6 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
     return fast
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character table (the ByteLevel alphabet)."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table, extra = {b: chr(b) for b in keep}, 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
 def qwen_standin_tokenizer(special_ids: dict[str, int] | None = None) -> PreTrainedTokenizerFast:
     """Byte b -> id b, special tokens at ``special_ids`` (default :data:`QWEN_SPECIAL_IDS`); pad
     ``<|endoftext|>``, eos ``<|im_end|>``; special strings are matched before bytes."""
@@ -60,7 +50,7 @@ def qwen_standin_tokenizer(special_ids: dict[str, int] | None = None) -> PreTrai
     for need in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>"):
         if need not in ids:
             raise KeyError(f"special_ids must name {need!r}; got {sorted(ids)}")
-    vocab = {ch: b for b, ch in _bytes_to_unicode().items()}
+    vocab = {ch: b for b, ch in bytes_to_unicode().items()}  # GPT-2 ByteLevel alphabet
     vocab.update(ids)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)

@@ -9,7 +9,7 @@ from .api import Released, convert_checkpoint, read_released, write_released
 from .config import author_config_to_ours, ours_config_to_author, qwen_config
 from .geometry import ReleasedGeometry, author_shapes, check_shapes
 from .init import QWEN25_VL_3B_CONFIG, flat_config_from_qwen, fresh_expert, ours_shapes, released_flat_config
-from .io import LAYOUTS, detect_layout, read_keys, read_tensors, write_tensors
+from .io import LAYOUTS, detect_layout, load_yaml, read_keys, read_tensors, save_yaml, write_tensors
 from .keys import (
     author_to_lerobot,
     author_to_ours,
@@ -19,6 +19,7 @@ from .keys import (
     split_normalizer_keys,
 )
 from .stats import (
+    feature_stats,
     load_norm_stats,
     normalizer_to_stats,
     save_norm_stats,
@@ -38,10 +39,12 @@ __all__ = [
     "check_shapes",
     "convert_checkpoint",
     "detect_layout",
+    "feature_stats",
     "flat_config_from_qwen",
     "fresh_expert",
     "lerobot_to_author",
     "load_norm_stats",
+    "load_yaml",
     "normalizer_to_stats",
     "ours_config_to_author",
     "ours_shapes",
@@ -53,6 +56,7 @@ __all__ = [
     "read_tensors",
     "released_flat_config",
     "save_norm_stats",
+    "save_yaml",
     "split_normalizer_keys",
     "stats_to_lerobot",
     "stats_to_normalizer",

@@ -5,8 +5,9 @@ Folders per layout (all tensors in safetensors; a conversion keeps each tensor's
 * ``author``: ``config.json`` (flat) + ``model.safetensors`` (or sharded) incl. the normaliser tensors.
 * ``lerobot``: ``config.json`` (the same flat model config) + ``model.safetensors`` (vision MLP fused) +
   ``normalizer_stats.safetensors`` (LeRobot's flat float32 ``action.q01`` ... of one dataset).
-* ``ours``: ``config.yaml`` (``model`` / ``policy`` / ``released``) + ``model.safetensors`` (our keys) +
-  ``norm_stats.safetensors`` (per-dataset q01/q99).
+* ``ours``: ``config.yaml`` (``model`` / ``policy``) + ``model.safetensors`` (our keys) +
+  ``norm_stats.safetensors`` (per-dataset q01/q99) + ``pipeline/`` (the released processing, when there are
+  stats): a :class:`~wall_core.policy.WallPolicy` folder.
 * ``qwen`` (source only): a stock Qwen2.5-VL folder; converting it to ``ours`` keeps the backbone and gives the
   action expert fresh weights (``expert_init``), i.e. the VLM -> VLA initialisation.
 
@@ -147,6 +148,10 @@ def write_released(rel: Released, dst: str | Path, layout: str, dataset: str | N
         )
         save_yaml(author_config_to_ours(rel.flat, g), dst / "config.yaml")
         save_norm_stats(rel.stats, rel.dtypes, dst / "norm_stats.safetensors")
+        if rel.stats:  # a WallPolicy folder: `wall serve --policy dst` works on it
+            from .policy_folder import write_policy_pipeline
+
+            write_policy_pipeline(dst)
     else:
         raise ValueError(f"cannot write layout {layout!r}; use one of author/lerobot/ours")
     return dst

@@ -1,22 +1,25 @@
 """The flat author ``config.json`` <-> our configuration (``config.yaml`` of a converted folder).
 
-Our folder keeps the flat author config verbatim under ``released`` (so author -> ours -> author gives the same
-file back, including the fields the release carries only for fidelity) and derives the model section from it:
-``model`` = the :class:`~wall_core.model.WallVLAConfig` fields of the ``wall-oss-0.5`` preset, whose backbone
-overrides hold the nested transformers ``Qwen2_5_VLConfig`` dict.
+Our ``config.yaml`` holds ``model`` = the :class:`~wall_core.model.WallVLAConfig` fields of the ``wall-oss-0.5``
+preset with the released choices; the preset builds its backbone from the flat author config kept verbatim in
+``model.backbone_overrides.config`` (so author -> ours -> author gives the same file back, including the fields
+the release carries only for fidelity).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .geometry import ReleasedGeometry
 
 __all__ = ["ACTION_HORIZON", "author_config_to_ours", "ours_config_to_author", "qwen_config"]
 
+logger = logging.getLogger(__name__)
 ACTION_HORIZON = 32  # fixed by the release (32 <|action|> slots); not in config.json
+DEFAULT_CAMERAS = ("observation.images.face_view",)
 NUM_STEPS = 10  # the released policy's Euler steps (config.json's num_inference_timesteps is not read)
 
 
@@ -31,36 +34,37 @@ def qwen_config(flat: Mapping[str, Any], vocab_size: int) -> Any:
     return cfg
 
 
-def author_config_to_ours(flat: Mapping[str, Any], geometry: ReleasedGeometry) -> dict[str, Any]:
+def author_config_to_ours(
+    flat: Mapping[str, Any], geometry: ReleasedGeometry, cameras: Sequence[str] = DEFAULT_CAMERAS
+) -> dict[str, Any]:
     """Flat author config + geometry (action width, vocabulary from the weights) -> our ``config.yaml`` dict.
 
-    Returns ``{"model": {...}, "policy": {...}, "released": flat}``; ``model`` is a ``WallVLAConfig`` dict.
+    ``cameras``: the observation keys in prompt order (not in the released config.json; the release's
+    single-camera default is ``observation.images.face_view``, labelled "front view").
+    Returns ``{"model": {...}, "policy": {...}}``; ``model`` is a ``WallVLAConfig`` dict of the
+    ``wall-oss-0.5`` preset with the released choices, its ``backbone_overrides["config"]`` the flat config.
     """
-    flat = copy.deepcopy(dict(flat))  # transformers edits nested dicts (rope_scaling) in place
-    sched = dict(flat.get("noise_scheduler", {}))
-    qwen = qwen_config(flat, geometry.vocab_size).to_dict()
-    model = {
-        "backbone": "wall-oss-0.5",
-        "backbone_overrides": {"qwen_config": qwen},
-        "state_dim": geometry.action_dim,
-        "action_dim": geometry.action_dim,
-        "action_horizon": ACTION_HORIZON,
-        "expert_width": geometry.expert_size,
-        "expert_mlp_width": geometry.expert_mlp_size,
-        "causal_action_attention": bool(flat.get("causal_action_attention_mask", True)),
-        "flow_space": "action" if flat.get("use_x_loss", True) else "velocity",
-        "time_alpha": float(sched.get("beta_alpha", 1.5)),
-        "time_beta": float(sched.get("beta_beta", 1.0)),
-        "time_s": float(sched.get("s", 0.999)),
-    }
-    return {"model": model, "policy": {"num_steps": NUM_STEPS, "method": "euler"}, "released": flat}
+    from ..model.presets import wall_oss_05_config
+
+    author: dict[str, Any] = copy.deepcopy(dict(flat))  # transformers edits nested dicts in place
+    if int(author.get("vocab_size", geometry.vocab_size)) != geometry.vocab_size:
+        logger.warning("config.json says vocab_size=%s, the embedding has %d rows: using the rows (as the "
+                       "release loads it)", author.get("vocab_size"), geometry.vocab_size)  # fmt: skip
+        author["vocab_size"] = geometry.vocab_size
+    dims = {"state_dim": geometry.action_dim, "action_dim": geometry.action_dim}
+    model = wall_oss_05_config(author, cameras=list(cameras), **dims).to_dict()
+    return {"model": model, "policy": {"num_steps": NUM_STEPS, "method": "euler"}}
 
 
 def ours_config_to_author(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Our ``config.yaml`` dict -> the flat author config (the stored ``released`` section)."""
-    if "released" not in cfg:
+    """Our ``config.yaml`` dict -> the flat author config (``model.backbone_overrides.config``)."""
+    try:
+        flat = cfg["model"]["backbone_overrides"]["config"]
+    except (KeyError, TypeError):
+        flat = None
+    if not isinstance(flat, Mapping):
         raise KeyError(
-            "this config has no 'released' section (the flat author config.json); only folders converted from "
-            "the released checkpoint (or initialised from Qwen with `wall convert --to ours`) can be written back"
+            "config.yaml has no model.backbone_overrides.config (the flat author config.json): only wall-oss-0.5 "
+            "folders (converted from the release or initialised from Qwen) can be written in the author layout"
         )
-    return copy.deepcopy(dict(cfg["released"]))
+    return copy.deepcopy(dict(flat))

@@ -137,7 +137,12 @@ def _cat(parts: list[tuple[str, Tensor]], target: str) -> Tensor:
 
 
 def _check_tied(sd: Mapping[str, Tensor], head_key: str, emb_key: str) -> None:
-    if head_key in sd and emb_key in sd and not torch.equal(sd[head_key], sd[emb_key]):
+    """Raise unless the LM head (when present) equals the embedding; meta tensors: shapes only (no values)."""
+    if head_key not in sd or emb_key not in sd:
+        return
+    head, emb = sd[head_key], sd[emb_key]
+    same = head.shape == emb.shape if head.is_meta or emb.is_meta else torch.equal(head, emb)
+    if not same:
         raise ValueError(
             f"{head_key} differs from {emb_key}: the released model ties its LM head to the embedding; "
             "an untied checkpoint cannot be written in the author layout"

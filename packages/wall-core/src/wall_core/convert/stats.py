@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -23,6 +24,7 @@ from torch import Tensor
 __all__ = [
     "FEATURES",
     "NormStats",
+    "feature_stats",
     "load_norm_stats",
     "normalizer_to_stats",
     "save_norm_stats",
@@ -104,6 +106,27 @@ def stats_to_lerobot(stats: NormStats, dataset: str | None = None) -> dict[str, 
     if dataset not in stats:
         raise KeyError(f"no stats for dataset {dataset!r}; available: {sorted(stats)}")
     return {f"{f}.{s}": v.float() for f, d in stats[dataset].items() for s, v in d.items()}
+
+
+def feature_stats(stats: NormStats) -> dict[str, dict[str, Any]]:
+    """Our q01/q99 stats -> ``{dataset: {feature: wall_data.FeatureStats}}`` for the processing pipeline.
+
+    The release stores only min/delta: ``q01``/``q99`` (and ``min``/``max``) are those; ``mean`` / ``std`` are
+    the midpoint / half-range and ``count`` is 0 (as ``wall_data.NormalizerSet.from_min_delta`` fills them), so
+    only the quantile and min-max modes reproduce the release.
+    """
+    import wall_data
+
+    out: dict[str, dict[str, Any]] = {}
+    for ds, feats in stats.items():
+        for feat, d in feats.items():
+            if not {"q01", "q99"} <= set(d):
+                raise KeyError(f"dataset {ds!r}: {feat} needs q01 and q99, has {sorted(d)}")
+            lo, hi = d["q01"].double().numpy(), d["q99"].double().numpy()
+            out.setdefault(ds, {})[feat] = wall_data.FeatureStats(
+                mean=(lo + hi) / 2, std=(hi - lo) / 2, min=lo.copy(), max=hi.copy(), q01=lo, q99=hi, count=0
+            )
+    return out
 
 
 def save_norm_stats(stats: NormStats, dtypes: Mapping[str, str], path: str | Path) -> None:

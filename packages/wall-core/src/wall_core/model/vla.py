@@ -138,7 +138,13 @@ class WallVLA(DecodingMixin, nn.Module):
         if self.state_proj is not None:
             is_state = batch.input_ids == self.ids["<|propri|>"]
             if is_state.any():
-                st = torch.cat([batch.state, torch.ones_like(batch.state)], dim=-1)
+                # [state ; state_mask]: padded / absent dims are 0 in the mask, so "absent" != "zero"
+                m = (
+                    torch.ones_like(batch.state)
+                    if batch.state_mask is None
+                    else batch.state_mask.to(batch.state)
+                )
+                st = torch.cat([batch.state * m, m], dim=-1)
                 proj = self.state_proj(st.to(self.state_proj.weight.dtype)).to(
                     emb.dtype
                 )  # one state token per sample that has one
@@ -247,12 +253,13 @@ class WallVLA(DecodingMixin, nn.Module):
         return self.expert.proj_out(self.flow_hidden(x_t, t, prefix, dof_mask, bridge, bridge_scale))
 
     # --- training forward ---------------------------------------------------------------------------------------
-    def _logits_at(self, hidden: Tensor, labels: Tensor, select: Tensor) -> tuple[Tensor, Tensor]:
-        """LM-head logits [N, V] only where the *next* token is a supervised target in ``select``; targets [N]."""
+    def _logits_at(self, hidden: Tensor, labels: Tensor, select: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """LM-head logits [N, V] only where the *next* token is a supervised target in ``select``; targets [N];
+        the batch row of each of them [N] (for per-dataset losses)."""
         nxt = torch.zeros_like(select)
         nxt[:, :-1] = select[:, 1:] & (labels[:, 1:] != -100)
         targets = labels[:, 1:][nxt[:, :-1]]
-        return self.backbone.lm_head(hidden[nxt]), targets
+        return self.backbone.lm_head(hidden[nxt]), targets, nxt.nonzero()[:, 0]
 
     def forward(
         self,
@@ -274,11 +281,11 @@ class WallVLA(DecodingMixin, nn.Module):
         prefix = self.prefix_forward(batch)
         out = WallOutput(extras={"prefix_hidden": prefix.hidden})
         if "text_ce" in compute:
-            out.text_logits, out.text_targets = self._logits_at(
+            out.text_logits, out.text_targets, out.extras["text_ce_rows"] = self._logits_at(
                 prefix.hidden, batch.labels, batch.segment == SEG.ANSWER
             )
         if "action_ce" in compute:
-            out.action_logits, out.action_targets = self._logits_at(
+            out.action_logits, out.action_targets, out.extras["action_ce_rows"] = self._logits_at(
                 prefix.hidden, batch.labels, batch.segment == SEG.ACTION
             )
         if "flow" in compute:

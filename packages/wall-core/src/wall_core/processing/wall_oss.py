@@ -140,24 +140,13 @@ def stand_in_tokenizer() -> Any:
     """The fixture's stand-in vocabulary (the real Qwen tokenizer is not available offline).
 
     Byte level: special strings first (``<|endoftext|>`` = 256 ... ``<|action|>`` = 265), every other character
-    as its UTF-8 bytes, byte b -> id b; no BOS/EOS; pad = ``<|endoftext|>``, left padding.
+    as its UTF-8 bytes, byte b -> id b; no BOS/EOS; pad = ``<|endoftext|>``, left padding. It is
+    :func:`wall_core.backbones.qwen_standin_tokenizer` with the fixture's ids.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    from ..backbones.tokenizer import qwen_standin_tokenizer
 
-    vocab = {ch: b for b, ch in bytes_to_unicode().items()}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, clean_up_tokenization_spaces=False, padding_side="left"
-    )
-    fast.add_special_tokens({"additional_special_tokens": STAND_IN_SPECIALS})
-    fast.pad_token, fast.eos_token = "<|endoftext|>", "<|im_end|>"
-    got = [fast.convert_tokens_to_ids(t) for t in STAND_IN_SPECIALS]
-    if got != list(range(256, 256 + len(STAND_IN_SPECIALS))):
-        raise RuntimeError(f"stand-in special ids came out as {got}, expected 256..265")
+    fast = qwen_standin_tokenizer({t: 256 + i for i, t in enumerate(STAND_IN_SPECIALS)})
+    fast.padding_side = "left"
     return fast
 
 

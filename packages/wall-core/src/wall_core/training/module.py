@@ -8,16 +8,21 @@ from typing import Any
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchdata.stateful_dataloader import StatefulDataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader  # type: ignore[import-untyped]
 
 import wall_data
 
 from ..objective import WallObjective
-from ..processor import WallProcessor
+from ..processing import Pipeline
 from .optim import OptimConfig, build_optimizer
 
-__all__ = ["WallDataModule", "WallLightningModule"]
+__all__ = ["WallDataModule", "WallLightningModule", "dataset_names"]
 logger = logging.getLogger(__name__)
+
+
+def dataset_names(specs: list[dict[str, Any]]) -> list[str]:
+    """The ``dataset`` name of each entry of ``data.datasets``: its ``name``, else ``<kind><index>``."""
+    return [spec.get("name") or f"{spec.get('kind', 'lerobot')}{i}" for i, spec in enumerate(specs)]
 
 
 class WallLightningModule(L.LightningModule):
@@ -42,6 +47,9 @@ class WallLightningModule(L.LightningModule):
         self.log("train/loss", out.loss, prog_bar=True, batch_size=bs)
         for k, v in out.terms.items():
             self.log(f"train/{k}", v, prog_bar=True, batch_size=bs)
+        per_dataset = {f"{d}/{k}": v for d, terms in out.by_dataset.items() for k, v in terms.items()}
+        for k, v in per_dataset.items():  # per-dataset ("channel") losses, every term
+            self.log(f"train/{k}", v, batch_size=bs)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self._trainer is not None else float("nan")
         self.history.append(
             {
@@ -49,6 +57,7 @@ class WallLightningModule(L.LightningModule):
                 "lr": lr,
                 "loss": out.loss.item(),
                 **{k: float(v) for k, v in out.terms.items()},
+                **{k: float(v) for k, v in per_dataset.items()},
             }
         )
         return out.loss
@@ -75,44 +84,36 @@ class WallDataModule(L.LightningDataModule):
     def __init__(
         self,
         datasets: list[dict[str, Any]],
-        processor: WallProcessor,
+        pipeline: Pipeline,
         batch_size: int = 16,
         num_workers: int = 0,
         action_horizon: int = 16,
         cameras: list[str] | None = None,
-        image_size: int | None = None,
         seed: int = 0,
         max_steps: int = 1000,
     ) -> None:
         super().__init__()
-        self.specs, self.processor = datasets, processor
-        self.batch_size, self.num_workers, self.seed, self.max_steps = (
-            batch_size,
-            num_workers,
-            seed,
-            max_steps,
-        )
-        self.action_horizon, self.cameras, self.image_size = action_horizon, cameras, image_size
+        self.specs, self.pipeline = datasets, pipeline
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.max_steps, self.action_horizon, self.cameras = max_steps, action_horizon, cameras
         self.mixture: Dataset | None = None
 
     def names(self) -> list[str]:
-        return [spec.get("name") or f"{spec.get('kind', 'lerobot')}{i}" for i, spec in enumerate(self.specs)]
+        """Dataset names, as :func:`dataset_names`."""
+        return dataset_names(self.specs)
 
     def build_datasets(self) -> dict[str, Dataset]:
+        """One wall-data dataset per entry. Frames keep their stored size: the pipeline's image step resizes
+        them once, to the model's size."""
         out: dict[str, Dataset] = {}
         for name, spec in zip(self.names(), self.specs):
             kind = spec.get("kind", "lerobot")
-            size = (self.image_size, self.image_size) if self.image_size else None
             if kind == "lerobot":
                 out[name] = wall_data.LeRobotDataset(
-                    spec["root"],
-                    action_horizon=self.action_horizon,
-                    cameras=self.cameras,
-                    image_size=size,
-                    name=name,
+                    spec["root"], action_horizon=self.action_horizon, cameras=self.cameras, name=name
                 )
             elif kind == "vqa":
-                out[name] = wall_data.VQADataset(spec["root"], image_size=size, name=name)
+                out[name] = wall_data.VQADataset(spec["root"], name=name)
             else:
                 raise ValueError(f"dataset kind must be 'lerobot' or 'vqa', got {kind!r} for {name}")
         return out
@@ -120,21 +121,20 @@ class WallDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.mixture is None:
             dsets = self.build_datasets()
-            weights = {
-                spec.get("name") or f"{spec.get('kind', 'lerobot')}{i}": float(spec.get("weight", 1.0))
-                for i, spec in enumerate(self.specs)
-            }
+            weights = {n: float(spec.get("weight", 1.0)) for n, spec in zip(self.names(), self.specs)}
             self.mixture = wall_data.IndexedMixture(
                 dsets, weights, seed=self.seed, length=(self.max_steps + 1) * self.batch_size
             )
 
     def train_dataloader(self) -> DataLoader:
-        assert self.mixture is not None
+        """A stateful loader over the mixture whose ``collate_fn`` is the pipeline."""
+        if self.mixture is None:
+            raise RuntimeError("call setup() before train_dataloader()")
         # a stateful loader: Lightning checkpoints its position, so a resumed run continues the exact stream
         return StatefulDataLoader(
             self.mixture,
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=self.num_workers,
-            collate_fn=self.processor,
+            collate_fn=self.pipeline,
         )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -20,9 +21,10 @@ import wall_tokenizer
 from ..model import WallVLA, WallVLAConfig
 from ..objective import WallObjective
 from ..policy import WallPolicy
-from ..processor import WallProcessor
-from .module import WallDataModule, WallLightningModule
+from ..processing import Pipeline, build_pipeline, normalize_tensor
+from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
+from .progress import ProgressLog
 
 __all__ = [
     "DataConfig",
@@ -32,6 +34,7 @@ __all__ = [
     "TrainerConfig",
     "fit_action_tokenizer",
     "load_config",
+    "load_dataset_stats",
     "train",
 ]
 logger = logging.getLogger(__name__)
@@ -39,10 +42,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DataConfig:
-    datasets: list[dict[str, Any]] = field(default_factory=list)  # {root, kind: lerobot|vqa, weight, name}
+    # each: {root, kind: lerobot|vqa, weight, name, stats (a stats.json; default root/meta/stats.json),
+    #        embodiment (a name in wall_data.default_registry(); default: packed from the stats' dims)}
+    datasets: list[dict[str, Any]] = field(default_factory=list)
     batch_size: int = 16
     num_workers: int = 0
-    stats_from: str | None = None  # a stats.json; default: the first LeRobot dataset's meta/stats.json
 
 
 @dataclass
@@ -100,93 +104,86 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return OmegaConf.to_object(cfg)  # type: ignore[return-value]
 
 
-def _robot_datasets(cfg: TrainConfig) -> list[dict[str, Any]]:
-    robots = [d for d in cfg.data.datasets if d.get("kind", "lerobot") == "lerobot"]
+def _robot_datasets(cfg: TrainConfig) -> dict[str, dict[str, Any]]:
+    """``{dataset name: entry}`` of the LeRobot datasets in ``data.datasets`` (at least one)."""
+    names = dataset_names(cfg.data.datasets)
+    robots = {n: d for n, d in zip(names, cfg.data.datasets) if d.get("kind", "lerobot") == "lerobot"}
     if not robots:
         raise ValueError("data.datasets needs at least one LeRobot dataset (kind: lerobot)")
     return robots
 
 
+def load_dataset_stats(robots: dict[str, dict[str, Any]]) -> dict[str, dict[str, wall_data.FeatureStats]]:
+    """Each LeRobot dataset's own statistics (its ``stats`` entry or ``root/meta/stats.json``), by name."""
+    return {
+        name: wall_data.load_stats(Path(d.get("stats") or Path(d["root"]) / "meta" / "stats.json"))
+        for name, d in robots.items()
+    }
+
+
 def fit_action_tokenizer(
     roots: list[str],
-    stats: dict,
+    stats: Mapping[str, wall_data.FeatureStats] | list[Mapping[str, wall_data.FeatureStats]],
     horizon: int,
     kind: str = "fast",
     max_chunks: int = 4000,
     seed: int = 0,
     **options: Any,
 ) -> wall_tokenizer.ActionTokenizer:
-    """Fit a tokenizer on normalised action chunks drawn from LeRobot datasets."""
-    norm = wall_data.Normalizer(stats, ["action"], "quantile")
+    """Fit a tokenizer on action chunks [N, H, A] drawn from LeRobot datasets, each normalised with its own
+    stats (``stats``: one mapping for every root, or a list with one per root) by the pipeline's rule."""
+    per_root = list(stats) if isinstance(stats, list) else [stats] * len(roots)
+    if len(per_root) != len(roots):
+        raise ValueError(f"got {len(per_root)} stats for {len(roots)} datasets")
     rng = np.random.default_rng(seed)
     chunks = []
-    for root in roots:
+    for root, st in zip(roots, per_root):
         ds = wall_data.LeRobotDataset(root, action_horizon=horizon, cameras=[])
         idx = rng.choice(len(ds), size=min(len(ds), max_chunks // len(roots)), replace=False)
-        for i in idx:
-            rows, _ = ds.chunk_indices(int(i))
-            chunks.append(ds.arrays["action"][rows])
-    arr = norm.normalize({"action": np.stack(chunks)})["action"].astype(np.float64)
-    return wall_tokenizer.create(kind, **options).fit(arr)
+        rows = np.stack([ds.chunk_indices(int(i))[0] for i in idx])
+        chunks.append(normalize_tensor(torch.from_numpy(ds.arrays["action"][rows]), st["action"]))
+    # wall_tokenizer is numpy-only and fits on float64 chunks
+    return wall_tokenizer.create(kind, **options).fit(torch.cat(chunks).numpy().astype(np.float64))
 
 
-def build(cfg: TrainConfig) -> tuple[WallVLA, WallProcessor, WallDataModule]:
+def _embodiments(robots: dict[str, dict[str, Any]]) -> dict[str, wall_data.EmbodimentSpec]:
+    reg = wall_data.default_registry()
+    return {name: reg.get(d["embodiment"]) for name, d in robots.items() if d.get("embodiment")}
+
+
+def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
+    """Model, pipeline and data module of a training config (fits the action tokenizer if needed)."""
     robots = _robot_datasets(cfg)
-    stats_path = Path(cfg.data.stats_from or Path(robots[0]["root"]) / "meta" / "stats.json")
-    stats = wall_data.load_stats(stats_path)
+    stats = load_dataset_stats(robots)
     horizon = cfg.model.action_horizon
     tok = None
     if cfg.tokenizer.kind != "none" and cfg.objective.w_action_ce > 0:
         if cfg.tokenizer.path:
             tok = wall_tokenizer.load(cfg.tokenizer.path)
         else:
+            tc = cfg.tokenizer
+            roots = [d["root"] for d in robots.values()]
             tok = fit_action_tokenizer(
-                [d["root"] for d in robots],
-                stats,
-                horizon,
-                cfg.tokenizer.kind,
-                cfg.tokenizer.max_chunks,
-                cfg.seed,
-                **cfg.tokenizer.options,
+                roots, [stats[n] for n in robots], horizon, tc.kind, tc.max_chunks, cfg.seed, **tc.options
             )
     cfg.model.num_action_tokens = tok.vocab_size if tok is not None else 0
     torch.manual_seed(cfg.seed)
     model = WallVLA(cfg.model)
-    bb = model.backbone
-    size = cfg.model.image_size
-    proc = WallProcessor(
-        bb.tokenizer,
-        bb.num_image_tokens((size, size)),
-        cfg.model.state_dim,
-        cfg.model.action_dim,
-        horizon,
-        cfg.model.cameras,
-        size,
-        model.host_vocab_size,
-        tok,
-        stats,
-    )
+    pipeline = build_pipeline(model, stats=stats, action_tokenizer=tok, embodiments=_embodiments(robots))
     dm = WallDataModule(
-        cfg.data.datasets,
-        proc,
-        cfg.data.batch_size,
-        cfg.data.num_workers,
-        horizon,
-        cfg.model.cameras,
-        size,
-        cfg.seed,
-        cfg.optim.max_steps,
-    )
-    return model, proc, dm
+        cfg.data.datasets, pipeline, cfg.data.batch_size, cfg.data.num_workers, horizon, cfg.model.cameras,
+        cfg.seed, cfg.optim.max_steps,
+    )  # fmt: skip
+    return model, pipeline, dm
 
 
 def train(
     cfg: TrainConfig, callbacks: list[L.Callback] | None = None
 ) -> tuple[WallPolicy, WallLightningModule]:
-    """Fit, then export ``out_dir/policy`` (safetensors + config + processor) and ``out_dir/history.json``."""
+    """Fit, then export ``out_dir/policy`` (safetensors + config + pipeline) and ``out_dir/history.json``."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.out_dir)
-    model, proc, dm = build(cfg)
+    model, pipeline, dm = build(cfg)
     ob = cfg.objective
     objective = WallObjective(
         ob.w_text_ce, ob.w_action_ce, ob.w_flow, ob.bridge, ob.bridge_scale, cfg.model.flow_space, ob.ce
@@ -198,12 +195,12 @@ def train(
     )
     trainer = L.Trainer(
         max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
-        precision=tc.precision, gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
+        precision=cast(Any, tc.precision), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
         enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
-        callbacks=[*(callbacks or []), ckpt], enable_model_summary=False, deterministic=False,
+        callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
     )  # fmt: skip
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.resume)
-    policy = WallPolicy(model, proc)
+    policy = WallPolicy(model, pipeline)
     policy.save_pretrained(out / "policy")
     (out / "history.json").write_text(json.dumps(module.history))
     OmegaConf.save(OmegaConf.structured(cfg), out / "train_config.yaml")

@@ -1,0 +1,110 @@
+"""``build_pipeline``: the one constructor of the Wall pipeline, from a model (+ stats, tokenizers, robots)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import wall_data
+import wall_tokenizer
+
+from .base import PipelineKeyError
+from .collate import Collate
+from .images import ImageConversion
+from .keys import ACTION, STATE, KeyMapping, ObservationContract
+from .layout import CropToEmbodiment, PadToEmbodiment, embodiment_from_stats
+from .normalize import Normalize, Unnormalize
+from .pipeline import Pipeline
+from .tokenize import DefaultPrompt, PromptTokenizer
+
+if TYPE_CHECKING:
+    from ..model import WallVLA
+
+__all__ = ["build_pipeline"]
+
+
+def _embodiments(
+    stats: Mapping[str, Mapping[str, wall_data.FeatureStats]],
+    given: Mapping[str, wall_data.EmbodimentSpec] | None,
+) -> dict[str, wall_data.EmbodimentSpec]:
+    robots = [ds for ds, f in stats.items() if ACTION in f or STATE in f]
+    extra = sorted(set(given or {}) - set(robots))
+    if extra:
+        raise PipelineKeyError(
+            f"embodiments given for {extra} but there are no stats for them; stats cover {robots}"
+        )
+    out = {}
+    for ds in robots:
+        spec = (given or {}).get(ds) or embodiment_from_stats(ds, stats[ds])
+        for key, n in ((STATE, spec.state_dim), (ACTION, spec.action_dim)):
+            have = len(stats[ds][key].q01) if key in stats[ds] else 0
+            if have != n:
+                raise ValueError(
+                    f"dataset {ds!r}: embodiment {spec.name!r} has {n} {key} dims, its stats have {have}"
+                )
+        out[ds] = spec
+    return out
+
+
+def build_pipeline(
+    model: WallVLA,
+    *,
+    stats: Mapping[str, Mapping[str, wall_data.FeatureStats]],
+    action_tokenizer: wall_tokenizer.ActionTokenizer | None = None,
+    embodiments: Mapping[str, wall_data.EmbodimentSpec] | None = None,
+    key_maps: Sequence[str] = ("lerobot", "openpi"),
+    default_dataset: str | None = None,
+    norm_mode: str = "quantile",
+    clamp: bool = True,
+    max_prompt_tokens: int = 96,
+    max_answer_tokens: int = 256,
+    on_long_answer: str = "skip",
+    prompt: PromptTokenizer | None = None,
+) -> Pipeline:
+    """The whole pre/post-processing of a :class:`WallVLA`.
+
+    Args:
+        model: gives cameras, image size, padded widths, action horizon (its config), the text tokenizer,
+            image tokens per camera and the host vocabulary size (its backbone).
+        stats: ``{dataset: {feature: FeatureStats}}``, one entry per robot dataset (``observation.state`` and
+            ``action``); samples are normalised with their own dataset's stats.
+        action_tokenizer: discrete action tokenizer (fitted on normalised actions) or None.
+        embodiments: ``{dataset: EmbodimentSpec}``; a dataset without one gets a spec packed from index 0,
+            sized from its stats.
+        key_maps: built-in key maps to apply (``lerobot``, ``openpi``).
+        default_dataset: dataset of robot observations naming none; default: the only robot, if there is one.
+        norm_mode, clamp: normalisation rule (see :mod:`wall_core.processing.normalize`).
+        max_prompt_tokens, max_answer_tokens, on_long_answer: text limits in tokens (see :class:`DefaultPrompt`).
+        prompt: a tokenisation step replacing :class:`DefaultPrompt` (another prompt format).
+
+    Returns: a :class:`Pipeline` with inputs KeyMapping -> ObservationContract -> ImageConversion ->
+    Normalize -> PadToEmbodiment -> (prompt step) -> Collate, and outputs CropToEmbodiment -> Unnormalize.
+    """
+    cfg, bb = model.config, model.backbone
+    if action_tokenizer is not None and action_tokenizer.vocab_size > cfg.num_action_tokens:
+        raise ValueError(f"the action tokenizer has {action_tokenizer.vocab_size} ids but the model reserves "
+                         f"num_action_tokens={cfg.num_action_tokens}; build the model with the tokenizer's size")  # fmt: skip
+    specs = _embodiments(stats, embodiments)
+    if default_dataset is None and len(specs) == 1:
+        default_dataset = next(iter(specs))
+    size = (cfg.image_size, cfg.image_size)
+    robots = {ds: {"state_dim": s.state_dim, "action_dim": s.action_dim} for ds, s in specs.items()}
+    robot_stats = {ds: stats[ds] for ds in specs}
+    tok = prompt or DefaultPrompt(
+        bb.num_image_tokens(size), model.host_vocab_size, max_prompt_tokens, max_answer_tokens, on_long_answer,
+        text_tokenizer=bb.tokenizer, action_tokenizer=action_tokenizer,
+    )  # fmt: skip
+    inputs = [
+        KeyMapping.from_presets(key_maps, cfg.cameras, default_dataset),
+        ObservationContract(cfg.cameras, cfg.action_horizon, robots),
+        ImageConversion(cfg.cameras, size),
+        Normalize(robot_stats, mode=norm_mode, clamp=clamp),
+        PadToEmbodiment(cfg.state_dim, cfg.action_dim, cfg.action_horizon, specs),
+        tok,
+        Collate(bb.token_id("<|pad|>")),
+    ]
+    outputs = [
+        CropToEmbodiment(cfg.state_dim, cfg.action_dim, specs),
+        Unnormalize(robot_stats, mode=norm_mode),
+    ]
+    return Pipeline(inputs, outputs)

@@ -1,0 +1,161 @@
+""":class:`Pipeline`: ordered input steps (samples -> :class:`WallBatch`) and output steps (model actions ->
+robot actions), saved and loaded as one folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+from ..model.batch import WallBatch
+from .base import (
+    FORMAT_VERSION,
+    ActionStep,
+    BatchStep,
+    PipelineKeyError,
+    ProcessorStep,
+    Sample,
+    SampleStep,
+    load_steps,
+    read_manifest,
+    save_steps,
+)
+from .keys import KeyMapping, ObservationContract
+from .layout import PadToEmbodiment
+from .tokenize import PromptTokenizer
+
+__all__ = ["Pipeline"]
+T = TypeVar("T", bound=ProcessorStep)
+
+
+class Pipeline:
+    """Training and serving run the same steps.
+
+    Args:
+        inputs: :class:`SampleStep` s in order, then one :class:`BatchStep` (collation).
+        outputs: :class:`ActionStep` s in order (crop to the robot's DOFs, unnormalise).
+
+    ``pipeline(samples) -> WallBatch`` (usable as a DataLoader ``collate_fn``);
+    ``pipeline.postprocess(actions [B, H, A], dataset) -> [B, H, A_robot]`` in the robot's units.
+    """
+
+    def __init__(self, inputs: Sequence[ProcessorStep], outputs: Sequence[ProcessorStep] = ()) -> None:
+        if not inputs or not isinstance(inputs[-1], BatchStep):
+            raise TypeError("the last input step must be a BatchStep (e.g. Collate)")
+        bad = [type(s).__name__ for s in inputs[:-1] if not isinstance(s, SampleStep)]
+        bad += [type(s).__name__ for s in outputs if not isinstance(s, ActionStep)]
+        if bad:
+            raise TypeError(f"steps {bad} are in the wrong place (sample steps first, then a batch step; "
+                            "action steps on the output side)")  # fmt: skip
+        self.inputs, self.outputs = list(inputs), list(outputs)
+
+    # --- lookup ----------------------------------------------------------------------------------------------
+    def find(self, cls: type[T]) -> T:
+        """The first step (input or output side) that is an instance of ``cls``; KeyError if none."""
+        for s in [*self.inputs, *self.outputs]:
+            if isinstance(s, cls):
+                return s
+        raise PipelineKeyError(f"this pipeline has no {cls.__name__} step")
+
+    @property
+    def default_dataset(self) -> str | None:
+        """Dataset given to robot observations that name none (single-robot policies), or None."""
+        try:
+            return self.find(KeyMapping).default_dataset
+        except KeyError:
+            return None
+
+    def contract(self) -> dict[str, Any]:
+        """The observation contract clients must meet (keys, shapes, dtypes, cameras per robot)."""
+        return self.find(ObservationContract).contract()
+
+    def counts(self) -> dict[str, int]:
+        """What the text limits did so far in this process (prompts truncated, answers skipped)."""
+        try:
+            return dict(self.find(PromptTokenizer).counts)
+        except KeyError:
+            return {}
+
+    # --- input side ------------------------------------------------------------------------------------------
+    def process_sample(self, sample: Sample) -> Sample | None:
+        """Run the sample steps on one sample; None if a step dropped it."""
+        out: Sample | None = dict(sample)
+        for step in self.inputs[:-1]:
+            if out is None:
+                return None
+            out = step(out)  # type: ignore[operator]
+        return out
+
+    def __call__(self, samples: Sequence[Sample]) -> WallBatch:
+        """Samples (dicts as wall-data or a robot produces them) -> a :class:`WallBatch`."""
+        done = [p for p in (self.process_sample(s) for s in samples) if p is not None]
+        if samples and not done:
+            raise ValueError(f"every one of the {len(samples)} samples was skipped (see pipeline.counts())")
+        return self.inputs[-1](done)  # type: ignore[operator]
+
+    # --- output side -----------------------------------------------------------------------------------------
+    def _datasets(self, dataset: str | Sequence[str] | None, n: int) -> list[str]:
+        if dataset is None:
+            if self.default_dataset is None:
+                raise ValueError(
+                    "name the dataset / robot of these actions (dataset=...); the pipeline has several"
+                )
+            return [self.default_dataset] * n
+        names = [dataset] * n if isinstance(dataset, str) else list(dataset)
+        if len(names) != n:
+            raise ValueError(f"got {len(names)} dataset names for {n} rows")
+        return names
+
+    def postprocess(
+        self, actions: Tensor, dataset: str | Sequence[str] | None = None
+    ) -> Tensor | list[Tensor]:
+        """Normalised padded actions [B, H, A] -> robot actions float32 [B, H, A_robot] in the robot's units.
+
+        ``dataset``: one name, one name per row, or None for the default dataset. Rows of different robots
+        (different widths) come back as a list of [H, A_robot] tensors.
+        """
+        names = self._datasets(dataset, actions.shape[0])
+        if len(set(names)) == 1:
+            x = actions
+            for step in self.outputs:
+                x = step(x, names[0])  # type: ignore[operator]
+            return x
+        return [self.postprocess(actions[i : i + 1], names[i])[0] for i in range(len(names))]  # type: ignore[index]
+
+    def decode_action_tokens(
+        self, codes: list[list[int]], dataset: str | Sequence[str] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Discrete action ids per row -> (normalised padded actions [B, H, A], valid bool [B])."""
+        actions, valid = self.find(PromptTokenizer).decode_actions(codes)
+        names, pad = self._datasets(dataset, len(codes)), self.find(PadToEmbodiment)
+        rows = [pad.pad_actions(actions[i], names[i]) for i in range(len(codes))]
+        return torch.stack(rows), valid
+
+    # --- persistence -----------------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``pipeline.json`` + one folder per step under ``path``."""
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        manifest = {"format_version": FORMAT_VERSION, "inputs": save_steps(self.inputs, root, "in"),
+                    "outputs": save_steps(self.outputs, root, "out")}  # fmt: skip
+        (root / "pipeline.json").write_text(json.dumps(manifest, indent=2))
+        return root
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> Pipeline:
+        """Rebuild a pipeline saved by :meth:`save_pretrained` (only registered step classes are allowed)."""
+        root = Path(path)
+        manifest = read_manifest(root)
+        return cls(
+            load_steps(manifest["inputs"], root, "inputs"), load_steps(manifest["outputs"], root, "outputs")
+        )
+
+    def __repr__(self) -> str:
+        lines = ["Pipeline(", "  inputs:"]
+        lines += [f"    {i}. {s!r}" for i, s in enumerate(self.inputs)]
+        lines += ["  outputs:"] + [f"    {i}. {s!r}" for i, s in enumerate(self.outputs)]
+        return "\n".join([*lines, ")"])

@@ -1,0 +1,8 @@
+"""Static HTML pages that open from disk (no server, no network): :func:`build_report` for a run folder
+(``wall report RUN_DIR``) and :func:`build_viewer` for a LeRobot dataset (``wall view DATASET``)."""
+
+from .page import build_report, load_run
+from .stats import wilson_interval
+from .viewer import build_viewer
+
+__all__ = ["build_report", "build_viewer", "load_run", "wilson_interval"]

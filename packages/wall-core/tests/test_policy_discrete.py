@@ -1,0 +1,67 @@
+"""Discrete decoding in WallPolicy: an invalid greedy decode is retried by sampling, and a chunk that stays
+invalid is never returned as actions (flow fallback, or refused)."""
+
+import numpy as np
+import pytest
+import torch
+
+from wall_core.policy import WallPolicy
+from wall_core.processing import DefaultPrompt
+from wall_robots.robot import UnsafeActionError
+
+
+class FakeDecoder:
+    """Stands in for ``WallVLA.generate_action_tokens``: greedy (temperature 0) gives an undecodable code
+    sequence; sampling gives a valid one when ``fixable``. Records the temperatures it was called with."""
+
+    def __init__(self, tok, fixable):
+        self.good = tok.encode(np.zeros((1, 8, 4)))[0].tolist()  # the all-zero chunk
+        self.bad = [tok.vocab_size - 1] * 3
+        self.fixable, self.calls = fixable, []
+
+    def __call__(self, batch, max_new_tokens=64, temperature=0.0, top_p=1.0, generator=None, use_cache=True):
+        self.calls.append(temperature)
+        row = self.good if (temperature > 0 and self.fixable) else self.bad
+        return [row for _ in range(batch.batch_size)]
+
+
+def _policy(setup, fixable=True, **kw):
+    model, pipe, samples = setup
+    obs = {k: v for k, v in samples[0].items() if k not in ("action", "action_is_pad")}
+    tok = pipe.find(DefaultPrompt).action_tokenizer
+    fake = FakeDecoder(tok, fixable)
+    model.generate_action_tokens = fake
+    return WallPolicy(model, pipe, mode="discrete", **kw), obs, fake, tok
+
+
+def test_invalid_greedy_decode_is_retried_by_sampling(setup):
+    policy, obs, fake, tok = _policy(setup)
+    assert not tok.decode([np.asarray([tok.vocab_size - 1] * 3)]).valid[0]  # the greedy codes are invalid
+    out = policy.infer(obs)["actions"]
+    assert np.isfinite(out).all() and out.shape == (8, 4)
+    assert fake.calls == [0.0, 0.7]  # one greedy decode, one sampled retry at the paper's temperature
+    assert policy.discrete_counts == {"invalid": 1, "retried_valid": 1, "flow_fallback": 0, "refused": 0}
+    zero = policy.pipeline.postprocess(torch.zeros(1, 8, 8), ["sim"])[
+        0
+    ].numpy()  # the all-zero chunk, unnormalised
+    np.testing.assert_allclose(out, zero, atol=1e-2)  # FAST rounding of an all-zero chunk
+
+
+def test_still_invalid_falls_back_to_flow_or_is_refused(setup):
+    policy, obs, _, _ = _policy(setup, fixable=False, discrete_retries=2)
+    out = policy.infer(obs)["actions"]
+    flow = WallPolicy(policy.model, policy.pipeline, mode="flow").infer(obs)["actions"]
+    np.testing.assert_allclose(out, flow, atol=1e-5)  # the flow chunk (same seed), not the invalid decode
+    assert policy.discrete_counts["flow_fallback"] == 1 and policy.discrete_counts["retried_valid"] == 0
+    refusing = WallPolicy(policy.model, policy.pipeline, mode="discrete", on_invalid="refuse")
+    with pytest.raises(UnsafeActionError, match="nothing was executed"):
+        refusing.infer(obs)
+    assert refusing.discrete_counts["refused"] == 1
+
+
+def test_bad_discrete_options_are_refused(setup):
+    model, pipe, _ = setup
+    with pytest.raises(ValueError, match="on_invalid"):
+        WallPolicy(model, pipe, mode="discrete", on_invalid="hold")
+    with pytest.raises(ValueError, match="retry_temperature"):
+        WallPolicy(model, pipe, mode="discrete", retry_temperature=0)
