@@ -108,6 +108,8 @@ def test_twenty_heldout_episodes_per_task_all_distinct_and_unseen(tmp_path):
 
 
 def test_metaworld_then_lightning_import_does_not_crash(tmp_path):
+    # wall-robots alone does not have wall-core; nox's core session (full venv) runs this test
+    pytest.importorskip("wall_core", reason="needs wall-core installed beside wall-robots")
     script = textwrap.dedent(
         """
         import wall_robots as wr

@@ -7,6 +7,7 @@ conditioned velocity callable), and modules (:class:`ActionExpert`, :class:`Acti
 :class:`FlowMLPHead`, ...); :mod:`wall_flow.modules` documents the Mixture-of-Transformers host interface.
 """
 
+from .attention import block_mask_from_dense, flex_joint_attention
 from .convention import from_openpi_time, from_openpi_velocity_fn, to_openpi_time, to_openpi_velocity
 from .losses import REDUCTIONS, broadcast_mask, flow_loss, masked_mean
 from .matching import FlowMatching
@@ -53,9 +54,11 @@ __all__ = [
     "SwiGLU",
     "TimeSampler",
     "UniformTimeSampler",
+    "block_mask_from_dense",
     "broadcast_mask",
     "create_time_sampler",
     "expand_time",
+    "flex_joint_attention",
     "flow_loss",
     "from_openpi_time",
     "from_openpi_velocity_fn",

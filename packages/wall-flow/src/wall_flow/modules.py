@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attention import joint_attention
+
 __all__ = [
     "ActionExpert",
     "ActionExpertLayer",
@@ -119,18 +121,6 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(g) * u)
 
 
-def joint_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Scaled dot-product attention with grouped KV heads; q [B,Hq,Lq,d], k/v [B,Hkv,Lk,d] -> [B,Lq,Hq*d].
-
-    ``mask`` is boolean, True = may attend, broadcastable to [B, Hq, Lq, Lk]. Scale 1/sqrt(d).
-    """
-    if q.shape[1] != k.shape[1]:
-        rep = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
-
-
 class ActionInputProjector(nn.Module):
     """wall-x style: ``h = w3(silu(w2([w1([x_in ; m]) ; temb(t)])))`` with widths 2D -> d, 2d -> d, d -> d.
 
@@ -160,6 +150,7 @@ class ActionInputProjector(nn.Module):
         """x_t [B, H, D], t [B], dof_mask [B, D] / [B, H, D] (None = all real) -> [B, H, width]."""
         if x_t.shape[-1] != self.action_dim:
             raise ValueError(f"actions have {x_t.shape[-1]} dims, projector expects {self.action_dim}")
+        x_t = x_t.to(self.w1.weight.dtype)  # bf16-true: float32 inputs meet bf16 weights
         m = (
             torch.ones_like(x_t)
             if dof_mask is None

@@ -75,7 +75,7 @@ class SmallBackbone(BackboneAdapter):
             raise ValueError(
                 f"small backbone expects {self.image_size}x{self.image_size} images, got {tuple(images.shape[-2:])}"
             )
-        x = images.float() / 255.0 - self.pixel_mean
+        x = (images.float() / 255.0 - self.pixel_mean).to(self.vision_proj.weight.dtype)  # bf16-true
         feats = self.vision.forward_features(x)[:, self.vision.num_prefix_tokens :]
         return self.vision_proj(feats)
 

@@ -145,7 +145,9 @@ class WallVLA(DecodingMixin, nn.Module):
                     else batch.state_mask.to(batch.state)
                 )
                 st = torch.cat([batch.state * m, m], dim=-1)
-                proj = self.state_proj(st).to(emb.dtype)  # one state token per sample that has one
+                proj = self.state_proj(st.to(self.state_proj.weight.dtype)).to(
+                    emb.dtype
+                )  # one state token per sample that has one
                 emb = emb.masked_scatter(is_state[..., None], proj[is_state.any(dim=1)])
         return emb
 
