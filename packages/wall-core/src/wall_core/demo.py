@@ -122,52 +122,39 @@ def _plot_history(history: list[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    data = Path(cfg.data_dir) if cfg.data_dir else out / "data"
-    dseed = cfg.seed if cfg.data_seed is None else cfg.data_seed
-    demo_root = data / "metaworld"
-    t0 = time.perf_counter()
-    summary_file = data / "demos.json"
+def _demo_data(cfg: DemoConfig, data: Path, seed: int) -> dict[str, Any]:
+    """Expert demos (``data/metaworld``) + VQA corpus (``data/vqa``), reused when made with the same settings.
+    Returns the demo summary of :func:`wall_robots.generate_demos`."""
+    demo_root, summary_file = data / "metaworld", data / "demos.json"
+    key = [cfg.tasks, cfg.episodes_per_task, cfg.image_size, seed]
     if (
         cfg.reuse_data
         and summary_file.is_file()
-        and json.loads(summary_file.read_text()).get("config")
-        == [cfg.tasks, cfg.episodes_per_task, cfg.image_size, dseed]
+        and json.loads(summary_file.read_text()).get("config") == key
     ):
-        demos = json.loads(summary_file.read_text())["summary"]
         logger.info("reusing demos in %s", demo_root)
-    else:
-        if demo_root.exists():
-            import shutil
+        return json.loads(summary_file.read_text())["summary"]
+    if demo_root.exists():
+        import shutil
 
-            shutil.rmtree(demo_root)
-        demos = wall_robots.generate_demos(
-            cfg.tasks,
-            cfg.episodes_per_task,
-            demo_root,
-            cfg.image_size,
-            cfg.max_steps,
-            cfg.expert_noise,
-            dseed,
-        )
-        vqa = _vqa_corpus(demo_root, data / "vqa", cfg.vqa_per_task, dseed)
-        summary_file.write_text(
-            json.dumps(
-                {"config": [cfg.tasks, cfg.episodes_per_task, cfg.image_size, dseed], "summary": demos}
-            )
-        )
-    vqa = data / "vqa" / "vqa.jsonl"
-    timings["demos_s"] = time.perf_counter() - t0
+        shutil.rmtree(demo_root)
+    demos = wall_robots.generate_demos(
+        cfg.tasks, cfg.episodes_per_task, demo_root, cfg.image_size, cfg.max_steps, cfg.expert_noise, seed
+    )
+    _vqa_corpus(demo_root, data / "vqa", cfg.vqa_per_task, seed)
+    summary_file.write_text(json.dumps({"config": key, "summary": demos}))
+    return demos
 
+
+def _train_config(cfg: DemoConfig, out: Path, data: Path) -> TrainConfig:
+    """The small VLA's training config on the demos (+ the VQA corpus when the text CE is on)."""
     w = cfg.objective
-    train_cfg = TrainConfig(
+    vqa = data / "vqa" / "vqa.jsonl"
+    return TrainConfig(
         seed=cfg.seed,
         out_dir=str(out / "train"),
         data=DataConfig(datasets=[
-            {"root": str(demo_root), "kind": "lerobot", "weight": 3.0, "name": "metaworld"},
+            {"root": str(data / "metaworld"), "kind": "lerobot", "weight": 3.0, "name": "metaworld"},
             *([{"root": str(vqa), "kind": "vqa", "weight": 1.0, "name": "vqa"}] if w.get("w_text_ce", 0) > 0 else []),
         ], batch_size=cfg.batch_size),
         model=WallVLAConfig(state_dim=40, action_dim=8, action_horizon=cfg.action_horizon, cameras=[CAMERA], image_size=cfg.image_size),
@@ -176,47 +163,91 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         optim=OptimConfig(lr=cfg.lr, max_steps=cfg.train_steps, warmup_steps=min(100, cfg.train_steps // 10)),
         trainer=TrainerConfig(log_every_n_steps=25),
     )  # fmt: skip
-    t0 = time.perf_counter()
-    policy, module = train(train_cfg)
-    timings["train_s"] = time.perf_counter() - t0
-    if cfg.policy_mode == "discrete":
-        policy = type(policy).from_pretrained(out / "train" / "policy", mode="discrete")
 
-    shares: dict[str, float] = {}
-    if sum(1 for v in w.values() if v > 0) > 1:
-        from .objective import WallObjective
 
-        dm_batch = policy.pipeline([module.trainer.datamodule.mixture[i] for i in range(8)])
-        shares = WallObjective(**w, bridge=cfg.bridge, bridge_scale=cfg.bridge_scale).gradient_shares(
-            policy.model.train(), dm_batch
-        )
-        policy.model.eval()
+def _gradient_shares(cfg: DemoConfig, policy: Any, module: Any) -> dict[str, float]:
+    """Each enabled term's share of the backbone gradient norm on 8 training samples (after training)."""
+    w = cfg.objective
+    if sum(1 for v in w.values() if v > 0) < 2:
+        return {}
+    from .objective import WallObjective
 
-    t0 = time.perf_counter()
+    batch = policy.pipeline([module.trainer.datamodule.mixture[i] for i in range(8)])
+    objective = WallObjective(**w, bridge=cfg.bridge, bridge_scale=cfg.bridge_scale)
+    shares = objective.gradient_shares(policy.model.train(), batch)
+    policy.model.eval()
+    return shares
+
+
+def _evaluate(cfg: DemoConfig, policy: Any, out: Path, demo_root: Path) -> tuple[Any, float]:
+    """Closed-loop evaluation on held-out layouts (checked disjoint from the demos' recorded layouts; the
+    check raises otherwise) with rollout videos; returns (report, seconds per recorded episode)."""
 
     def env_factory(task: str) -> Any:
         return wall_robots.MetaWorldEnv(
             task, image_size=cfg.image_size, max_steps=cfg.max_steps, layouts="heldout", exclude=demo_root
-        )  # held-out layouts, checked disjoint from the demos' recorded layouts (raises otherwise)
+        )
 
     recorder = RolloutRecorder(out / "eval" / "videos", per_task=1, extra_per_task=1, camera_key=CAMERA)
     report = wall_robots.evaluate(
-        policy,
-        cfg.tasks,
-        cfg.eval_episodes,
-        env_factory,
-        cfg.execute_steps,
-        max_steps=cfg.max_steps,
-        seed=1000 + cfg.seed,
-        recorder=recorder,
-    )
+        policy, cfg.tasks, cfg.eval_episodes, env_factory, cfg.execute_steps, max_steps=cfg.max_steps,
+        seed=1000 + cfg.seed, recorder=recorder,
+    )  # fmt: skip
     wall_robots.write_report(
         report, out / "eval", title=f"Closed-loop evaluation ({cfg.policy_mode} actions)"
     )
-    timings["eval_s"] = time.perf_counter() - t0
-    timings["video_s_per_recorded_episode"] = recorder.seconds_per_episode
-    _plot_history(module.history, out / "loss_curves.png")
+    return report, recorder.seconds_per_episode
 
+
+def _write_markdown(
+    cfg: DemoConfig, out: Path, demos: dict[str, Any], result: dict[str, Any], table: str
+) -> None:
+    """``out/report.md``: success table, loss curves, timings and gradient shares."""
+    lines = [
+        "# wall demo report",
+        "",
+        f"Tasks: {', '.join(cfg.tasks)}; {demos['episodes']} expert demos ({demos['frames']} frames), "
+        f"{cfg.train_steps} training steps (batch {cfg.batch_size}), {cfg.eval_episodes} held-out episodes per task.",
+        f"Objective weights: {cfg.objective}; policy actions from the **{cfg.policy_mode}** head.",
+        "",
+        "## Success",
+        "",
+        table,
+        "",
+        "![loss curves](loss_curves.png)  ![success](eval/success.png)",
+        "",
+        "## Timings (s)",
+        "",
+        *[f"- {k}: {v:.0f}" for k, v in result["timings_s"].items()],
+    ]
+    if result["gradient_shares"]:
+        lines += ["", "## Share of the backbone gradient norm per objective term (after training)", ""]
+        lines += [
+            f"- {k}: {v:.1%}" for k, v in result["gradient_shares"].items() if not k.startswith("norm/")
+        ]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    """Demos -> train -> closed-loop eval -> ``out/{result.json, report.md, report.html}``; returns the result."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = Path(cfg.data_dir) if cfg.data_dir else out / "data"
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    demos = _demo_data(cfg, data, cfg.seed if cfg.data_seed is None else cfg.data_seed)
+    timings["demos_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    policy, module = train(_train_config(cfg, out, data))
+    timings["train_s"] = time.perf_counter() - t0
+    if cfg.policy_mode == "discrete":
+        policy = type(policy).from_pretrained(out / "train" / "policy", mode="discrete")
+    shares = _gradient_shares(cfg, policy, module)
+    t0 = time.perf_counter()
+    report, video_s = _evaluate(cfg, policy, out, data / "metaworld")
+    timings["eval_s"] = time.perf_counter() - t0
+    timings["video_s_per_recorded_episode"] = video_s
+    _plot_history(module.history, out / "loss_curves.png")
     result = {
         "success_rate": report.success_rate,
         "per_task": report.per_task(),
@@ -227,27 +258,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "config": asdict(cfg),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
-    lines = [
-        "# wall demo report",
-        "",
-        f"Tasks: {', '.join(cfg.tasks)}; {demos['episodes']} expert demos ({demos['frames']} frames), "
-        f"{cfg.train_steps} training steps (batch {cfg.batch_size}), {cfg.eval_episodes} held-out episodes per task.",
-        f"Objective weights: {w}; policy actions from the **{cfg.policy_mode}** head.",
-        "",
-        "## Success",
-        "",
-        report.table(),
-        "",
-        "![loss curves](loss_curves.png)  ![success](eval/success.png)",
-        "",
-        "## Timings (s)",
-        "",
-        *[f"- {k}: {v:.0f}" for k, v in timings.items()],
-    ]
-    if shares:
-        lines += ["", "## Share of the backbone gradient norm per objective term (after training)", ""]
-        lines += [f"- {k}: {v:.1%}" for k, v in shares.items() if not k.startswith("norm/")]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    _write_markdown(cfg, out, demos, result, report.table())
     build_report(out)  # out/report.html: one self-contained page with the rollout videos
     logger.info("demo finished: success %.0f%%; report in %s", 100 * report.success_rate, out / "report.md")
     return result
