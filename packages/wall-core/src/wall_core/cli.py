@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -52,7 +53,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     policy = WallPolicy.from_pretrained(args.policy, mode=args.mode)
     meta = {"action_horizon": policy.model.config.action_horizon}
-    server = wall_robots.PolicyServer(policy, host=args.host, port=args.port, metadata=meta)
+    token = args.token or os.environ.get("WALL_SERVE_TOKEN") or None
+    server = wall_robots.PolicyServer(
+        policy, host=args.host, port=args.port, metadata=meta, allow_public=args.allow_public, token=token
+    )
     logger.info("serving %s on ws://%s:%d (openpi protocol)", args.policy, args.host, args.port)
     server.serve_forever()
     return 0
@@ -146,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--mode", default="flow", choices=["flow", "discrete"])
+    s.add_argument(
+        "--allow-public", action="store_true", help="allow binding a non-loopback host such as 0.0.0.0"
+    )
+    s.add_argument("--token", default=None, help="token clients must send (or env WALL_SERVE_TOKEN)")
     s.set_defaults(fn=cmd_serve)
     c = sub.add_parser(
         "convert",

@@ -116,8 +116,12 @@ class WallObjective(nn.Module):
         bridge_scale: float = 1.0,
         flow_space: str | None = None,
         ce: str = "pooled",
+        rtc_max_delay: int = 0,
     ) -> None:
         super().__init__()
+        if rtc_max_delay < 0:
+            raise ValueError(f"rtc_max_delay must be >= 0 (0 = training-time RTC off), got {rtc_max_delay}")
+        self.rtc_max_delay = rtc_max_delay
         if bridge not in ("full", "scaled", "insulated"):
             raise ValueError(f"bridge must be 'full', 'scaled' or 'insulated', got {bridge!r}")
         if min(w_text_ce, w_action_ce, w_flow) < 0 or max(w_text_ce, w_action_ce, w_flow) == 0:
@@ -141,13 +145,16 @@ class WallObjective(nn.Module):
         )
 
     def outputs(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> Any:
-        """The model's outputs for the enabled terms (flow times/noise from ``generator`` when given)."""
+        """The model's outputs for the enabled terms (flow times/noise from ``generator`` when given; with
+        ``rtc_max_delay`` > 0 the model is asked for training-time RTC clean prefixes)."""
+        rtc = {"rtc_max_delay": self.rtc_max_delay} if self.rtc_max_delay > 0 else {}
         return model(
             batch,
             bridge=self.bridge,
             bridge_scale=self.bridge_scale,
             compute=self._need(),
             generator=generator,
+            **rtc,
         )
 
     def weighted(self, model: nn.Module, out: Any) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

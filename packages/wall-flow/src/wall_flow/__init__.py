@@ -24,6 +24,7 @@ from .modules import (
     joint_attention,
 )
 from .paths import LinearPath, PathSample, expand_time
+from .rtc import guidance_weight, rtc_sample, soft_mask
 from .solvers import EVALS_PER_STEP, SOLVERS, sample, time_grid
 from .timesamplers import (
     BetaTimeSampler,
@@ -62,9 +63,12 @@ __all__ = [
     "flow_loss",
     "from_openpi_time",
     "from_openpi_velocity_fn",
+    "guidance_weight",
     "joint_attention",
     "masked_mean",
+    "rtc_sample",
     "sample",
+    "soft_mask",
     "time_grid",
     "to_openpi_time",
     "to_openpi_velocity",

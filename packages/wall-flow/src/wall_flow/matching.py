@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .losses import REDUCTIONS, flow_loss
+from .losses import REDUCTIONS, broadcast_mask, flow_loss
 from .paths import LinearPath, PathSample
 from .solvers import SOLVERS, VelocityFn, sample
 from .timesamplers import BetaTimeSampler, TimeSampler
@@ -35,6 +35,10 @@ class FlowMatching:
         solver: ``"euler"``, ``"midpoint"``, ``"heun"`` or ``"rk4"``.
         num_steps: solver steps at inference.
         t_end: the time the sampler stops at (1.0, or 0.999 for Wall-OSS-0.5).
+        rtc_max_delay: training-time real-time chunking: when > 0, :meth:`draw` draws a delay
+            d ~ U{0, ..., rtc_max_delay} per sample, sets the first d steps of ``x_t`` to the clean data (an
+            action-prefix condition, as at inference with a delay of d steps) and returns them in
+            ``PathSample.prefix_mask`` [B, H]; :meth:`loss` with that ``prefix_mask`` excludes them. 0 = off.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class FlowMatching:
         solver: str = "euler",
         num_steps: int = 10,
         t_end: float = 1.0,
+        rtc_max_delay: int = 0,
     ) -> None:
         if loss_space not in ("action", "velocity"):
             raise ValueError(f"loss_space must be 'action' or 'velocity', got {loss_space!r}")
@@ -55,6 +60,9 @@ class FlowMatching:
             raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)}")
         if num_steps < 1 or not 0 < t_end <= 1:
             raise ValueError(f"need num_steps >= 1 and 0 < t_end <= 1, got {num_steps}, {t_end}")
+        if rtc_max_delay < 0:
+            raise ValueError(f"rtc_max_delay must be >= 0 (0 = training-time RTC off), got {rtc_max_delay}")
+        self.rtc_max_delay = rtc_max_delay
         self.path = path or LinearPath()
         self.time_sampler = time_sampler or BetaTimeSampler()
         self.loss_space, self.reduction = loss_space, reduction
@@ -97,17 +105,52 @@ class FlowMatching:
         generator: torch.Generator | None = None,
         t: Tensor | None = None,
         noise: Tensor | None = None,
+        rtc_max_delay: int | None = None,
     ) -> PathSample:
         """A training point for data ``x1`` [B, H, D]: times [B] then noise (in that order from ``generator``),
-        unless given; returns ``PathSample(x_t, u, t, x0, x1)``."""
+        unless given; returns ``PathSample(x_t, u, t, x0, x1)``. With ``rtc_max_delay`` > 0 the per-sample
+        delays d [B] are drawn last (``rtc_max_delay`` here overrides the constructor's) and ``x_t[:, :d] = x1[:, :d]``, ``prefix_mask`` [B, H] marks those steps."""
         t = self.times(x1.shape[0], generator, x1.device) if t is None else t
         x0 = self.noise(x1.shape, generator, x1.device, x1.dtype) if noise is None else noise
-        return self.path.sample(x0, x1, t)
+        ps = self.path.sample(x0, x1, t)
+        max_d = self.rtc_max_delay if rtc_max_delay is None else rtc_max_delay
+        if max_d > 0:
+            if max_d >= x1.shape[1]:
+                raise ValueError(f"rtc_max_delay={max_d} must be < action_horizon={x1.shape[1]}")
+            dev = x1.device if generator is None else generator.device
+            d = torch.randint(0, max_d + 1, (x1.shape[0],), generator=generator, device=dev)
+            prefix = torch.arange(x1.shape[1], device=x1.device)[None, :] < d.to(x1.device)[:, None]
+            ps.x_t = torch.where(prefix[:, :, None], x1, ps.x_t)
+            ps.prefix_mask = prefix
+        return ps
 
     # --- loss ---------------------------------------------------------------------------------------------------
-    def loss(self, v_pred: Tensor, x0: Tensor, x1: Tensor, t: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Scalar masked flow loss of ``v_pred`` [B, H, D] (see :func:`wall_flow.flow_loss`)."""
+    def loss(
+        self,
+        v_pred: Tensor,
+        x0: Tensor,
+        x1: Tensor,
+        t: Tensor,
+        mask: Tensor | None = None,
+        prefix_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Scalar masked flow loss of ``v_pred`` [B, H, D] (see :func:`wall_flow.flow_loss`); ``prefix_mask``
+        [B, H] bool (training-time RTC, from :meth:`draw`) removes the clean-prefix steps from ``mask``."""
+        if prefix_mask is not None:
+            mask = self.exclude_prefix(mask, prefix_mask, v_pred)
         return flow_loss(v_pred, x0, x1, t, mask=mask, space=self.loss_space, reduction=self.reduction)
+
+    @staticmethod
+    def exclude_prefix(mask: Tensor | None, prefix_mask: Tensor, like: Tensor) -> Tensor:
+        """Loss mask [B, H, D] (float) = ``mask`` (any shape :func:`broadcast_mask` takes, None = all) with the
+        steps of ``prefix_mask`` [B, H] bool set to 0."""
+        if prefix_mask.shape != like.shape[:2]:
+            raise ValueError(
+                f"prefix_mask must be [B, H] = {tuple(like.shape[:2])}, got {tuple(prefix_mask.shape)}"
+            )
+        base = broadcast_mask(mask, like)
+        keep = (~prefix_mask)[:, :, None].to(like.dtype).expand_as(like)
+        return keep if base is None else base * keep
 
     # --- sampling -------------------------------------------------------------------------------------------------
     def sample(

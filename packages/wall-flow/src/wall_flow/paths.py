@@ -29,13 +29,14 @@ def expand_time(t: Tensor | float, like: Tensor) -> Tensor:
 @dataclass
 class PathSample:
     """A point on the path: noise ``x0``, data ``x1``, ``x_t`` and target velocity ``u`` (all [B, H, D]),
-    and the times ``t`` [B]."""
+    the times ``t`` [B], and (training-time RTC) ``prefix_mask`` [B, H] bool: steps set to clean data."""
 
     x_t: Tensor
     u: Tensor
     t: Tensor
     x0: Tensor | None = None
     x1: Tensor | None = None
+    prefix_mask: Tensor | None = None
 
 
 class LinearPath:

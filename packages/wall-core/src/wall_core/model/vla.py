@@ -271,10 +271,12 @@ class WallVLA(DecodingMixin, nn.Module):
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
         compute: tuple[str, ...] = COMPUTE,
+        rtc_max_delay: int | None = None,
     ) -> WallOutput:
         """Training outputs for ``batch``. ``compute`` picks among "text_ce", "action_ce" and "flow"; flow
         times and noise come from ``t`` [B] / ``noise`` [B, H, A] or are drawn by ``self.flow`` (from
-        ``generator`` when given)."""
+        ``generator`` when given). ``rtc_max_delay`` (training-time RTC, see :class:`wall_flow.FlowMatching`)
+        gives each row a clean action prefix of d ~ U{0..max} steps, removed from ``action_loss_mask``."""
         unknown = set(compute) - set(COMPUTE)
         if unknown:
             raise ValueError(f"compute names {sorted(unknown)}; choose from {COMPUTE}")
@@ -289,9 +291,14 @@ class WallVLA(DecodingMixin, nn.Module):
                 prefix.hidden, batch.labels, batch.segment == SEG.ACTION
             )
         if "flow" in compute:
-            ps = self.flow.draw(batch.actions, generator=generator, t=t, noise=noise)
+            ps = self.flow.draw(
+                batch.actions, generator=generator, t=t, noise=noise, rtc_max_delay=rtc_max_delay
+            )
             out.v_pred = self.flow_forward(ps.x_t, ps.t, prefix, batch.dof_mask, bridge, bridge_scale)
             out.x0, out.x1, out.t, out.action_loss_mask = ps.x0, ps.x1, ps.t, batch.action_loss_mask
+            if ps.prefix_mask is not None and out.action_loss_mask is not None:
+                keep = (~ps.prefix_mask)[:, :, None].to(out.action_loss_mask.dtype)
+                out.action_loss_mask = out.action_loss_mask * keep
         return out
 
     # --- inference ------------------------------------------------------------------------------------------------

@@ -1,0 +1,129 @@
+"""Real-time chunking (RTC) at inference: prefix-guided flow sampling (Black et al. 2025).
+
+While chunk k executes, chunk k+1 is sampled; the first ``delay`` (d) actions of the new chunk will run before
+it is ready, so they must agree with the actions of chunk k that run meanwhile (the *prefix* ``y``). The sampler
+integrates the guided velocity (our convention: t = 0 noise, t = 1 data, ``x̂1 = x_t + (1 - t)·v``)::
+
+    v_guided = v + w(t) · J^T (W ⊙ (y - x̂1)),      J = ∂x̂1/∂x_t   (a vector-Jacobian product, ΠGDM-style)
+    w(t)     = min(beta, (1 - t) / (t · r²)),       r² = (1 - t)² / (t² + (1 - t)²)
+
+with soft masking weights W over the chunk (:func:`soft_mask`): 1 on the first d steps, an exponentially
+decaying ramp up to ``action_horizon - execution_horizon``, 0 after. ``beta = 0`` is plain Euler sampling,
+bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .solvers import VelocityFn, time_grid
+
+__all__ = ["guidance_weight", "rtc_sample", "soft_mask"]
+
+
+def soft_mask(action_horizon: int, delay: int, execution_horizon: int | None = None) -> Tensor:
+    """Soft prefix weights W [action_horizon] (float32).
+
+    ``W_i = 1`` for ``i < delay``; for ``delay <= i < H - s`` (``s = execution_horizon``, default ``H - delay``
+    so the ramp is empty) ``W_i = c_i (e^{c_i} - 1) / (e - 1)`` with ``c_i = (H - s - i) / (H - s - delay + 1)``;
+    ``W_i = 0`` for ``i >= H - s``.
+    """
+    H = action_horizon
+    s = H - delay if execution_horizon is None else execution_horizon
+    if not 0 <= delay <= H:
+        raise ValueError(f"delay must be in [0, action_horizon={H}], got {delay}")
+    if not delay <= H - s <= H:
+        raise ValueError(f"execution_horizon must be in [0, {H - delay}] (H - delay), got {s}")
+    w = torch.zeros(H)
+    w[:delay] = 1.0
+    for i in range(delay, H - s):
+        c = (H - s - i) / (H - s - delay + 1)
+        w[i] = c * (math.exp(c) - 1.0) / (math.e - 1.0)
+    return w
+
+
+def guidance_weight(t: float, beta: float) -> float:
+    """Clipped guidance weight ``min(beta, (1 - t) / (t · r²))``, ``r² = (1 - t)² / (t² + (1 - t)²)``.
+
+    At t = 0 the unclipped weight is infinite and at t = 1 it is 0/0; both are clipped: beta at t <= 0, 0 at t >= 1.
+    """
+    if beta < 0:
+        raise ValueError(f"guidance weight beta must be >= 0, got {beta}")
+    if t <= 0.0:
+        return beta
+    if t >= 1.0:
+        return 0.0
+    r2 = (1.0 - t) ** 2 / (t**2 + (1.0 - t) ** 2)
+    return min(beta, (1.0 - t) / (t * r2))
+
+
+def _check(x0: Tensor, prefix: Tensor, delay: int) -> None:
+    if x0.dim() != 3:
+        raise ValueError(f"x0 must be [B, H, A] noise, got shape {tuple(x0.shape)}")
+    B, H, A = x0.shape
+    if prefix.dim() != 3 or prefix.shape[0] != B or prefix.shape[2] != A or prefix.shape[1] > H:
+        raise ValueError(
+            f"prefix_actions must be [B={B}, P<=H={H}, A={A}] (the previous chunk's remaining actions, "
+            f"time-aligned with the new chunk), got shape {tuple(prefix.shape)}"
+        )
+    if delay > prefix.shape[1]:
+        raise ValueError(f"delay={delay} exceeds the {prefix.shape[1]} prefix actions given; pass at least d")
+
+
+def rtc_sample(
+    velocity_fn: VelocityFn,
+    x0: Tensor,
+    prefix_actions: Tensor,
+    delay: int,
+    execution_horizon: int | None = None,
+    beta: float = 5.0,
+    num_steps: int = 10,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    **cond: Any,
+) -> Tensor:
+    """Prefix-guided Euler sampling of a chunk from noise ``x0`` [B, H, A] at ``t0`` to ``t1``.
+
+    Args:
+        velocity_fn: ``velocity_fn(x [B, H, A], t [B], **cond) -> v [B, H, A]``, differentiable in ``x``.
+        prefix_actions: [B, P, A], P <= H: the previous chunk's not-yet-executed actions aligned with the new
+            chunk's steps 0..P-1 (steps beyond P get weight 0). Same (normalized) space as ``x``.
+        delay: d, the number of control steps inference takes (the hard-guided steps, W = 1).
+        execution_horizon: s, steps executed per chunk (W ramps down to 0 at ``H - s``); default ``H - P``,
+            so the ramp covers exactly the given prefix.
+        beta: guidance-weight clip (0 = plain Euler sampling, exactly).
+    Returns:
+        x(t1) [B, H, A]. Gradients are taken internally (works under ``torch.no_grad``, not inference mode).
+    """
+    _check(x0, prefix_actions, delay)
+    B, H, A = x0.shape
+    P = prefix_actions.shape[1]
+    s = H - P if execution_horizon is None else execution_horizon
+    W = soft_mask(H, delay, s).to(x0.device, x0.dtype)[None, :, None]
+    y = torch.zeros_like(x0)
+    y[:, :P] = prefix_actions.to(x0.dtype)
+    grid = time_grid(num_steps, t0, t1)
+    x = x0
+    for k in range(num_steps):
+        tk, dt = grid[k], grid[k + 1] - grid[k]
+        t = torch.full((B,), tk, dtype=x0.dtype, device=x0.device)
+        w = guidance_weight(tk, beta)
+        if w == 0.0:
+            with torch.no_grad():
+                x = x + dt * velocity_fn(x, t, **cond)
+            continue
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "rtc_sample needs autograd; call it under torch.no_grad(), not inference_mode()"
+            )
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            v = velocity_fn(xg, t, **cond)
+            x1_hat = xg + (1.0 - tk) * v
+            (g,) = torch.autograd.grad(x1_hat, xg, grad_outputs=W * (y - x1_hat.detach()))
+        x = x.detach() + dt * (v.detach() + w * g)
+    return x.detach()
