@@ -206,9 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    from .training.guards import NonFiniteError
+
     try:
         return args.fn(args)
-    except (ValueError, KeyError, FileNotFoundError) as e:
+    except (ValueError, KeyError, FileNotFoundError, NonFiniteError) as e:
         logger.error("%s: %s", type(e).__name__, e)
         return 2
 

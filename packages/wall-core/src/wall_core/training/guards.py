@@ -83,13 +83,24 @@ class NonFiniteGuard:
         logger.warning("%s: skipping this optimiser step (%d skipped so far)", msg, self.skipped)
         return False
 
-    def loss_ok(self, loss: torch.Tensor, terms: Mapping[str, torch.Tensor], step: int, batch: Any) -> bool:
-        """True if ``loss`` is finite; otherwise stop or count a skip. ``terms``: the unweighted loss terms."""
+    def loss_ok(
+        self,
+        loss: torch.Tensor,
+        terms: Mapping[str, torch.Tensor],
+        step: int,
+        batch: Any,
+        batch_idx: int | None = None,
+    ) -> bool:
+        """True if ``loss`` is finite; otherwise stop or count a skip. ``terms``: the unweighted loss terms;
+        ``batch_idx``: the loader's batch index (named in the message)."""
         if torch.isfinite(loss.detach()).all():
             return True
         bad = sorted(k for k, v in terms.items() if not torch.isfinite(v.detach()).all())
         return self._fail(
-            f"non-finite loss at step {step} (terms {bad or ['total']}; batch {describe_batch(batch)})"
+            f"non-finite loss at step {step} (terms {bad or ['total']}; batch"
+            + (f" {batch_idx}," if batch_idx is not None else "")
+            + f" {describe_batch(batch)}). Lower optim.lr or check the data; trainer.on_nonfinite=skip "
+            "skips such steps"
         )
 
     def grads_ok(self, named_params: Iterable[tuple[str, torch.nn.Parameter]], step: int) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -14,6 +17,7 @@ import wall_data
 
 from ..objective import WallObjective
 from ..processing import Pipeline
+from .guards import NonFiniteGuard
 from .optim import OptimConfig, build_optimizer
 
 __all__ = ["WallDataModule", "WallLightningModule", "dataset_names"]
@@ -27,7 +31,11 @@ def dataset_names(specs: list[dict[str, Any]]) -> list[str]:
 
 class WallLightningModule(L.LightningModule):
     """``training_step`` = objective(model, batch) with flow noise drawn from a per-step generator, so a
-    resumed run reproduces an uninterrupted one. Logs the total and every objective term."""
+    resumed run reproduces an uninterrupted one. Logs the total and every objective term.
+
+    ``guard`` (default: stop) checks each step's loss and gradients; a skipped step (``on_nonfinite="skip"``)
+    returns no loss / drops its gradients, so the optimiser does not move. ``history_path``: when given, the
+    loss history is rewritten there every ``history_every`` steps (a killed run keeps it)."""
 
     def __init__(
         self,
@@ -35,14 +43,25 @@ class WallLightningModule(L.LightningModule):
         objective: WallObjective,
         optim: OptimConfig | None = None,
         seed: int = 0,
+        guard: NonFiniteGuard | None = None,
+        history_path: str | Path | None = None,
+        history_every: int = 10,
     ) -> None:
         super().__init__()
         self.model, self.objective, self.optim_cfg, self.seed = model, objective, optim or OptimConfig(), seed
+        self.guard = guard or NonFiniteGuard("stop")
+        self.history_path = Path(history_path) if history_path is not None else None
+        self.history_every = max(1, int(history_every))
         self.history: list[dict[str, float]] = []
+        self.config_text: str | None = None  # the run's YAML config, stored in every checkpoint
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        """One batch -> the weighted loss (scalar), or ``None`` when the guard skips a non-finite loss."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.global_step))
         out = self.objective(self.model, batch, generator=gen)
+        step = int(self.global_step)
+        if not self.guard.loss_ok(out.loss, out.terms, step, batch, batch_idx):
+            return None
         bs = batch.batch_size
         self.log("train/loss", out.loss, prog_bar=True, batch_size=bs)
         for k, v in out.terms.items():
@@ -60,7 +79,29 @@ class WallLightningModule(L.LightningModule):
                 **{k: float(v) for k, v in per_dataset.items()},
             }
         )
+        if self.history_path is not None and len(self.history) % self.history_every == 0:
+            self.write_history()
         return out.loss
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Gradient check before the step; a skipped step has its gradients dropped (the optimiser skips it)."""
+        if not self.guard.grads_ok(self.model.named_parameters(), int(self.global_step)):
+            for p in self.model.parameters():
+                p.grad = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the run's config (YAML text) so a resume can compare its settings."""
+        if self.config_text is not None:
+            checkpoint["wall_train_config"] = self.config_text
+
+    def write_history(self) -> None:
+        """Rewrite ``history_path`` (a JSON list of per-step dicts) atomically."""
+        if self.history_path is None:
+            return
+        self.history_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.history_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.history))
+        os.replace(tmp, self.history_path)
 
     def configure_optimizers(self) -> Any:
         opt, sched = build_optimizer(self.model, self.optim_cfg)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,9 +21,11 @@ from ..model import WallVLA, WallVLAConfig
 from ..objective import WallObjective
 from ..policy import WallPolicy
 from ..processing import Pipeline, build_pipeline, normalize_tensor
+from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
 from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
 from .progress import ProgressLog
+from .resume import check_resume_config, config_text
 
 __all__ = [
     "DataConfig",
@@ -75,13 +76,18 @@ class TrainerConfig:
     precision: str = "32-true"
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
+    on_nonfinite: str = (
+        "stop"  # a NaN/inf loss or gradient: stop (error naming step + batch) | skip (counted)
+    )
+    max_nonfinite_skips: int = 10  # "skip" still stops after this many skipped steps
 
 
 @dataclass
 class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/train"
-    resume: str | None = None  # a Lightning .ckpt to continue from
+    resume: str | None = None  # a local Lightning .ckpt to continue from (URLs are refused)
+    resume_allow_changes: list[str] = field(default_factory=list)  # config keys a resume may change
     checkpoint_every: int = 500  # Lightning checkpoints (out_dir/checkpoints/last.ckpt) every N steps
     stop_after: int | None = (
         None  # stop early at this step (as a preemption would); the schedule keeps optim.max_steps
@@ -181,15 +187,29 @@ def train(
     cfg: TrainConfig, callbacks: list[L.Callback] | None = None
 ) -> tuple[WallPolicy, WallLightningModule]:
     """Fit, then export ``out_dir/policy`` (safetensors + config + pipeline) and ``out_dir/history.json``."""
+    if cfg.optim.max_steps <= 0 or (cfg.stop_after is not None and cfg.stop_after <= 0):
+        raise ValueError(
+            f"optim.max_steps={cfg.optim.max_steps} / stop_after={cfg.stop_after} must be positive "
+            "(a run of no steps would export an untrained policy)"
+        )
+    resume = check_resume_path(cfg.resume) if cfg.resume else None  # before anything is read or fetched
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.out_dir)
-    model, pipeline, dm = build(cfg)
+    model, pipeline, dm = build(cfg)  # fills derived keys (model.num_action_tokens) as the first run did
+    if resume is not None:
+        changed = check_resume_config(resume, cfg, cfg.resume_allow_changes)
+        if changed:
+            logger.warning("resuming %s with changed settings (allowed): %s", resume, changed)
     ob = cfg.objective
     objective = WallObjective(
         ob.w_text_ce, ob.w_action_ce, ob.w_flow, ob.bridge, ob.bridge_scale, cfg.model.flow_space, ob.ce
     )
-    module = WallLightningModule(model, objective, cfg.optim, cfg.seed)
     tc = cfg.trainer
+    guard = NonFiniteGuard(tc.on_nonfinite, tc.max_nonfinite_skips)
+    module = WallLightningModule(
+        model, objective, cfg.optim, cfg.seed, guard, out / "history.json", tc.log_every_n_steps
+    )
+    module.config_text = config_text(cfg)
     ckpt = ModelCheckpoint(
         dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint_every, save_last=True, save_top_k=0
     )
@@ -199,9 +219,13 @@ def train(
         enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
         callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
     )  # fmt: skip
-    trainer.fit(module, datamodule=dm, ckpt_path=cfg.resume)
+    # weights_only=True: the checkpoint is unpickled only as tensors and plain containers
+    trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+    module.write_history()
+    check_finite_weights(model.state_dict(), "the trained model")
+    if guard.skipped:
+        logger.warning("%d optimiser step(s) skipped for non-finite loss/gradients", guard.skipped)
     policy = WallPolicy(model, pipeline)
     policy.save_pretrained(out / "policy")
-    (out / "history.json").write_text(json.dumps(module.history))
     OmegaConf.save(OmegaConf.structured(cfg), out / "train_config.yaml")
     return policy, module
