@@ -79,7 +79,7 @@ def _vqa_corpus(demo_root: Path, out: Path, per_task: int, seed: int) -> Path:
     ds = wall_data.LeRobotDataset(demo_root, action_horizon=1)
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[dict[str, str]] = []
     by_task: dict[str, list[int]] = {}
     for ep in ds.episodes:
         by_task.setdefault(ep["tasks"][0], []).extend(range(ep["dataset_from_index"], ep["dataset_to_index"]))
@@ -148,7 +148,7 @@ def _demo_data(cfg: DemoConfig, data: Path, seed: int) -> dict[str, Any]:
 
 def _train_config(cfg: DemoConfig, out: Path, data: Path) -> TrainConfig:
     """The small VLA's training config on the demos (+ the VQA corpus when the text CE is on)."""
-    w = cfg.objective
+    w: dict[str, Any] = dict(cfg.objective)
     vqa = data / "vqa" / "vqa.jsonl"
     return TrainConfig(
         seed=cfg.seed,
@@ -167,7 +167,7 @@ def _train_config(cfg: DemoConfig, out: Path, data: Path) -> TrainConfig:
 
 def _gradient_shares(cfg: DemoConfig, policy: Any, module: Any) -> dict[str, float]:
     """Each enabled term's share of the backbone gradient norm on 8 training samples (after training)."""
-    w = cfg.objective
+    w: dict[str, Any] = dict(cfg.objective)
     if sum(1 for v in w.values() if v > 0) < 2:
         return {}
     from .objective import WallObjective

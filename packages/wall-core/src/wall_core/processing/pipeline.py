@@ -124,7 +124,7 @@ class Pipeline:
             for step in self.outputs:
                 x = step(x, names[0])  # type: ignore[operator]
             return x
-        return [self.postprocess(actions[i : i + 1], names[i])[0] for i in range(len(names))]  # type: ignore[index]
+        return [self.postprocess(actions[i : i + 1], names[i])[0] for i in range(len(names))]
 
     def decode_action_tokens(
         self, codes: list[list[int]], dataset: str | Sequence[str] | None = None

@@ -4,6 +4,7 @@ optimizer object so Lightning's automatic optimisation, gradient clipping, sched
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,12 +51,12 @@ class ChainedOptimizer(torch.optim.Optimizer):
         self.optimizers = optimizers
         self.defaults: dict[str, Any] = {}
         self.param_groups = [g for o in optimizers for g in o.param_groups]
-        self._optimizer_step_pre_hooks: dict = {}
-        self._optimizer_step_post_hooks: dict = {}
-        self._optimizer_state_dict_pre_hooks: dict = {}
-        self._optimizer_state_dict_post_hooks: dict = {}
-        self._optimizer_load_state_dict_pre_hooks: dict = {}
-        self._optimizer_load_state_dict_post_hooks: dict = {}
+        self._optimizer_step_pre_hooks = OrderedDict()
+        self._optimizer_step_post_hooks = OrderedDict()
+        self._optimizer_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_state_dict_post_hooks = OrderedDict()
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
 
     @property
     def state(self) -> dict:  # type: ignore[override]
@@ -64,7 +65,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
             merged.update(o.state)
         return merged
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -77,10 +78,10 @@ class ChainedOptimizer(torch.optim.Optimizer):
         for o in self.optimizers:
             o.zero_grad(set_to_none=set_to_none)
 
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+    def state_dict(self) -> dict[str, Any]:
         return {"chained": [o.state_dict() for o in self.optimizers]}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         for o, s in zip(self.optimizers, state_dict["chained"]):
             o.load_state_dict(s)
         self.param_groups = [g for o in self.optimizers for g in o.param_groups]
