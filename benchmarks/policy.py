@@ -15,8 +15,10 @@ Per arm: success mean ± std over seeds, per task and overall; the backbone-grad
 of training; the chunk latency of the action path it uses. The JSON line and the table are printed, and the table
 is appended to ``benchmarks/RESULTS.md`` with ``--results``.
 
-Full run (about 3 min training + 1-2 min evaluation per arm and seed on 2 idle cores, so ~2.5 h for 8 arms x 3
-seeds; the demos are generated once):
+Full run (about 5 min training + 4 min evaluation per arm and seed on 2 idle cores, so ~3 h for 7 trained arms x 3
+seeds; the demos are generated once; disc-0.3 has all3-full's weights and is reported from its runs). Runs go
+seed-major and each finished (arm, seed) is kept in ``OUT/ARM/seedN/bench.json``, so an interrupted run resumes
+where it stopped and ``--summarise`` tabulates whatever has finished:
 
     MUJOCO_GL=osmesa python benchmarks/policy.py --seeds 0 1 2 --episodes 20 --results
     MUJOCO_GL=osmesa python benchmarks/policy.py --quick          # smoke run: 2 arms, 1 seed, tiny budget
@@ -41,8 +43,10 @@ ARMS: dict[str, dict[str, Any]] = {
     "all3-scaled": {"objective": {"w_text_ce": 0.3, "w_action_ce": 0.3, "w_flow": 1.0}, "bridge": "scaled",
                     "bridge_scale": 0.5},
     "all3-insulated": {"objective": {"w_text_ce": 0.3, "w_action_ce": 0.3, "w_flow": 1.0}, "bridge": "insulated"},
-    **{f"disc-{w}": {"objective": {"w_text_ce": 0.3, "w_action_ce": w, "w_flow": 1.0}} for w in (0.01, 0.1, 0.3)},
+    **{f"disc-{w}": {"objective": {"w_text_ce": 0.3, "w_action_ce": w, "w_flow": 1.0}} for w in (0.01, 0.1)},
 }  # fmt: skip
+# disc-0.3 is all3-full (same weights, same bridge): trained once, reported under both names.
+ALIASES = {"disc-0.3": "all3-full"}
 
 
 def _latency_ms(policy_dir: Path, data_root: Path, mode: str, repeat: int = 5) -> float:
@@ -72,12 +76,30 @@ def run_arm(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         seed=seed, eval_episodes=args.episodes, **spec,
     )  # fmt: skip
     cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
+    cfg.record_videos = False  # the benchmark measures success; videos cost ~14 s per recorded episode
     if args.train_steps:
         cfg.train_steps = args.train_steps
+    done = Path(cfg.out) / "bench.json"
+    if done.exists() and not args.rerun:  # resumable: a finished (arm, seed) is read back, not retrained
+        logging.info("%s seed %d: reusing %s", name, seed, done)
+        return dict(json.loads(done.read_text()))
     res = run_demo(cfg)
     policy_dir = Path(cfg.out) / "train" / "policy"
     res["latency_ms"] = _latency_ms(policy_dir, Path(args.out) / "data" / "metaworld", cfg.policy_mode)
+    keep = ("success_rate", "per_task", "gradient_shares", "latency_ms", "timings_s", "refused_chunks",
+            "discrete_counts")  # fmt: skip
+    res = {k: res.get(k) for k in keep}
+    done.write_text(json.dumps(res, indent=2))
     return res
+
+
+def collect(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """Every finished (arm, seed) under ``--out`` (for ``--summarise``: a partial run reports what it has)."""
+    results: dict[str, list[dict[str, Any]]] = {}
+    for arm in args.arms:
+        runs = [Path(args.out) / ALIASES.get(arm, arm) / f"seed{s}" / "bench.json" for s in args.seeds]
+        results[arm] = [json.loads(f.read_text()) for f in runs if f.exists()]
+    return {a: r for a, r in results.items() if r}
 
 
 def summarise(results: dict[str, list[dict[str, Any]]]) -> tuple[list[list[Any]], list[str]]:
@@ -97,32 +119,37 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> tuple[list[list[Any]]
             or "-"
         )
         row.append(f"{np.mean([r['latency_ms'] for r in runs]):.0f}")
+        row.append(sum((r.get("discrete_counts") or {}).get("invalid", 0) for r in runs))
+        row.append(sum(r.get("refused_chunks") or 0 for r in runs))
         rows.append(row)
-    return rows, ["arm", "seeds", *tasks, "all", "grad shares", "chunk ms"]
+    header = ["arm", "seeds", *tasks, "all", "grad shares", "chunk ms", "invalid decodes", "refused chunks"]
+    return rows, header
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--arms", nargs="+", default=[*ARMS, *ALIASES], choices=[*ARMS, *ALIASES])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--episodes", type=int, default=20, help="held-out episodes per task")
     p.add_argument("--train-steps", type=int, help="override the demo's training steps (same for every arm)")
     p.add_argument("--out", default="runs/bench_policy")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 arms, seed 0, the demo's quick budget")
     p.add_argument("--results", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    p.add_argument("--rerun", action="store_true", help="retrain (arm, seed) pairs that already finished")
+    p.add_argument("--summarise", action="store_true", help="only tabulate the finished runs under --out")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.quick:
         args.arms, args.seeds, args.episodes = ["flow-only", "all3-full"], [0], min(args.episodes, 2)
-    results: dict[str, list[dict[str, Any]]] = {a: [] for a in args.arms}
-    for arm in args.arms:
-        for seed in args.seeds:
-            results[arm].append(run_arm(arm, seed, args))
+    if not args.summarise:
+        for seed in args.seeds:  # seed-major: an interrupted run still has every arm at its first seeds
+            for arm in dict.fromkeys(ALIASES.get(a, a) for a in args.arms):
+                run_arm(arm, seed, args)
+    results = collect(args)
     rows, header = summarise(results)
     meta = {"machine": machine_info(), "seeds": args.seeds, "episodes_per_task": args.episodes,
             "quick": args.quick, "train_steps": args.train_steps}  # fmt: skip
-    raw = {a: [{k: r[k] for k in ("success_rate", "per_task", "gradient_shares", "latency_ms")} for r in runs]
-           for a, runs in results.items()}  # fmt: skip
+    raw = results
     emit("policy", {**meta, "arms": raw}, rows, header)
     if args.results:
         lines = ["", f"## Co-training arms (benchmarks/policy.py, seeds {args.seeds}, {args.episodes} held-out "

@@ -59,6 +59,7 @@ class DemoConfig:
         None  # demos + VQA corpus (default out/data); shared by runs that differ only in training
     )
     data_seed: int | None = None  # seed of the demos (default: seed); training seeds vary independently
+    record_videos: bool = True  # rollout videos for the report (about 14 s extra per recorded episode)
 
     @classmethod
     def quick(cls, **kw: Any) -> DemoConfig:
@@ -188,7 +189,11 @@ def _evaluate(cfg: DemoConfig, policy: Any, out: Path, demo_root: Path) -> tuple
             task, image_size=cfg.image_size, max_steps=cfg.max_steps, layouts="heldout", exclude=demo_root
         )
 
-    recorder = RolloutRecorder(out / "eval" / "videos", per_task=1, extra_per_task=1, camera_key=CAMERA)
+    recorder = (
+        RolloutRecorder(out / "eval" / "videos", per_task=1, extra_per_task=1, camera_key=CAMERA)
+        if cfg.record_videos
+        else None
+    )
     report = wall_robots.evaluate(
         policy, cfg.tasks, cfg.eval_episodes, env_factory, cfg.execute_steps, max_steps=cfg.max_steps,
         seed=1000 + cfg.seed, recorder=recorder,
@@ -196,7 +201,7 @@ def _evaluate(cfg: DemoConfig, policy: Any, out: Path, demo_root: Path) -> tuple
     wall_robots.write_report(
         report, out / "eval", title=f"Closed-loop evaluation ({cfg.policy_mode} actions)"
     )
-    return report, recorder.seconds_per_episode
+    return report, recorder.seconds_per_episode if recorder is not None else 0.0
 
 
 def _write_markdown(
@@ -241,7 +246,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     policy, module = train(_train_config(cfg, out, data))
     timings["train_s"] = time.perf_counter() - t0
     if cfg.policy_mode == "discrete":
-        policy = type(policy).from_pretrained(out / "train" / "policy", mode="discrete")
+        # without a trained flow head an invalid decode (after the retries) is refused, never replaced by an
+        # untrained flow chunk; refused chunks end their episode and are counted in the report
+        fallback = "flow" if cfg.objective.get("w_flow", 0) > 0 else "refuse"
+        policy = type(policy).from_pretrained(out / "train" / "policy", mode="discrete", on_invalid=fallback)
     shares = _gradient_shares(cfg, policy, module)
     t0 = time.perf_counter()
     report, video_s = _evaluate(cfg, policy, out, data / "metaworld")
@@ -255,6 +263,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "timings_s": timings,
         "final_losses": module.history[-1] if module.history else {},
         "gradient_shares": shares,
+        "refused_chunks": report.refused_chunks,
+        "discrete_counts": dict(getattr(policy, "discrete_counts", {})),
         "config": asdict(cfg),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
