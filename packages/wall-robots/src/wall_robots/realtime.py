@@ -90,7 +90,13 @@ class AsyncChunker:
                 f"strategy 'rtc' calls policy.infer(obs, prefix_actions=..., delay=...); "
                 f"{type(policy).__name__}.infer takes no such arguments"
             )
-        self.policy, self.s, self.strategy, self.delay, self.decay = policy, execute_steps, strategy, delay, decay
+        self.policy, self.s, self.strategy, self.delay, self.decay = (
+            policy,
+            execute_steps,
+            strategy,
+            delay,
+            decay,
+        )
         self.guard: ActionGuard | None = None
         if check_actions:
             self.guard = guard if guard is not None else ActionGuard.for_policy(policy)
@@ -120,7 +126,9 @@ class AsyncChunker:
         else:
             out = self.policy.infer(obs)
         if not isinstance(out, dict) or "actions" not in out:
-            raise ValueError(f"policy.infer must return a dict with 'actions' [H, A], got {type(out).__name__}")
+            raise ValueError(
+                f"policy.infer must return a dict with 'actions' [H, A], got {type(out).__name__}"
+            )
         if self.guard is not None:
             chunk = self.guard.check(out["actions"])
         else:

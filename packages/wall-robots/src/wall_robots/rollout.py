@@ -127,7 +127,9 @@ class EpisodeResult:
     stop_reason: str = ""
     video: str | None = None  # mp4 path when a RolloutRecorder kept this episode
     jerk: float | None = None  # mean ||Δ²a|| of the executed actions (None under 3 steps)
-    boundary_jump: float | None = None  # mean ||a_t - a_{t-1}|| where a new chunk took over (None: no boundary)
+    boundary_jump: float | None = (
+        None  # mean ||a_t - a_{t-1}|| where a new chunk took over (None: no boundary)
+    )
 
 
 @dataclass
@@ -232,7 +234,9 @@ def _chunker(
         raise ValueError(f"mode must be 'chunk', 'ensemble' or 'rtc', got {mode!r}")
     if delay is None:
         if mode == "rtc":
-            raise ValueError("mode='rtc' executes asynchronously: pass delay=d (control steps one inference takes)")
+            raise ValueError(
+                "mode='rtc' executes asynchronously: pass delay=d (control steps one inference takes)"
+            )
         return ActionChunker(policy, execute_steps, mode, check_actions=check, guard=guard)
     strategy = "naive" if mode == "chunk" else mode
     return AsyncChunker(policy, execute_steps, strategy, delay, check_actions=check, guard=guard)
