@@ -50,6 +50,8 @@ _LAZY = {
     "RequestError": "serving",
     "packb": "wire",
     "unpackb": "wire",
+    "write_realtime_report": "realtime_report",
+    "sweep_row": "realtime_report",
     "LeRobotAdapter": "lerobot_adapter",
     "from_lerobot": "lerobot_adapter",
 }
