@@ -21,6 +21,7 @@ from ..model import WallVLA, WallVLAConfig
 from ..objective import WallObjective
 from ..policy import WallPolicy
 from ..processing import Pipeline, build_pipeline, normalize_tensor
+from .checkpoint_io import ChecksumCheckpointIO, verify_checkpoint
 from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
 from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
@@ -193,6 +194,8 @@ def train(
             "(a run of no steps would export an untrained policy)"
         )
     resume = check_resume_path(cfg.resume) if cfg.resume else None  # before anything is read or fetched
+    if resume is not None:
+        verify_checkpoint(resume)  # its .sha256, before torch reads a byte of it
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.out_dir)
     model, pipeline, dm = build(cfg)  # fills derived keys (model.num_action_tokens) as the first run did
@@ -218,6 +221,7 @@ def train(
         precision=cast(Any, tc.precision), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
         enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
         callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
+        plugins=[ChecksumCheckpointIO()],
     )  # fmt: skip
     # weights_only=True: the checkpoint is unpickled only as tensors and plain containers
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
