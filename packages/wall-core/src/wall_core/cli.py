@@ -71,12 +71,12 @@ def _require(cmd: str) -> None:
             raise _missing_extra(module)
 
 
-def _unchecked(args: argparse.Namespace) -> dict[str, bool]:
-    """``{"check_actions": False}`` for ``--no-action-checks`` (logged), else empty."""
+def _checked(args: argparse.Namespace) -> bool:
+    """False for ``--no-action-checks`` (logged), else True."""
     if getattr(args, "no_action_checks", False):
         logger.warning("--no-action-checks: action chunks are NOT checked for NaN/inf or the policy's bounds")
-        return {"check_actions": False}
-    return {}
+        return False
+    return True
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -84,11 +84,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .policy import WallPolicy
 
-    off = _unchecked(args)
-    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode, **off)
+    check = _checked(args)
+    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode, check_actions=check)
     report = wall_robots.evaluate(
-        policy, args.tasks, args.episodes, execute_steps=args.execute_steps, max_steps=args.max_steps, **off
-    )
+        policy, args.tasks, args.episodes, execute_steps=args.execute_steps, max_steps=args.max_steps,
+        check_actions=check,
+    )  # fmt: skip
     md = wall_robots.write_report(report, args.out)
     logger.info("success %.0f%%; report %s", 100 * report.success_rate, md)
     return 0
@@ -99,8 +100,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .policy import WallPolicy
 
-    off = _unchecked(args)
-    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode, **off)
+    check = _checked(args)
+    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode, check_actions=check)
     meta = {"action_horizon": policy.model.config.action_horizon}
     token = args.token or os.environ.get("WALL_SERVE_TOKEN") or None
     server = wall_robots.PolicyServer(
@@ -110,7 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         metadata=meta,
         allow_public=args.allow_public,
         token=token,
-        **off,
+        check_actions=check,
     )
     logger.info("serving %s on ws://%s:%d (openpi protocol)", args.policy, args.host, args.port)
     server.serve_forever()
@@ -139,24 +140,35 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
+STATS = "meta/stats.json"
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
-    """Validate the dataset (every problem logged, naming file / episode / frame; exit 2 if any), then write
-    its ``meta/stats.json``."""
+    """Validate the dataset (every problem logged, naming file / episode / frame; exit 2 if any; the stats
+    file being recomputed may be missing or stale), then write its ``meta/stats.json`` (and its checksum)."""
     import wall_data
 
-    problems = wall_data.validate_dataset(args.dataset)
+    problems = [p for p in wall_data.validate_dataset(args.dataset) if p.file != STATS]
     if problems:
         for p in problems[:50]:
             logger.error("%s", p)
         more = " (first 50 shown)" if len(problems) > 50 else ""
         logger.error("%s: %d problem(s)%s; no statistics written", args.dataset, len(problems), more)
         return 2
-    ds = wall_data.LeRobotDataset(args.dataset, cameras=[])
+    ds = wall_data.LeRobotDataset(args.dataset, cameras=[], verify_checksums=False)
     stats = wall_data.compute_stats(
         {k: v.reshape(len(v), -1) for k, v in ds.arrays.items() if v.dtype.kind == "f"}
     )
-    out = Path(args.out or Path(args.dataset) / "meta" / "stats.json")
-    wall_data.save_stats(stats, out)
+    root = Path(args.dataset)
+    out = Path(args.out or root / STATS)
+    if out.resolve() == (root / STATS).resolve() and (root / "meta" / "checksums.json").is_file():
+        from wall_data.integrity import Commit
+
+        commit = Commit(root)  # the dataset's manifest gets the new file's sha256
+        wall_data.save_stats(stats, commit.stage(STATS))
+        commit.commit()
+    else:
+        wall_data.save_stats(stats, out)
     logger.info("stats for %s written to %s", sorted(stats), out)
     return 0
 

@@ -2,8 +2,7 @@
 the checkpoint (atomically), and a resume verifies it before the file is read.
 
 A checkpoint whose bytes changed after it was written (bit rot, a partial copy, an edit) is refused with an
-error naming the file; a checkpoint without its ``.sha256`` (written before this existed, or copied alone)
-loads with a warning.
+error naming the file; so is one without its ``.sha256`` (copied alone), unless ``resume_verify=false``.
 """
 
 from __future__ import annotations
@@ -27,12 +26,17 @@ def checksum_path(ckpt: str | Path) -> Path:
     return ckpt.with_name(ckpt.name + ".sha256")
 
 
-def verify_checkpoint(ckpt: str | Path) -> None:
+def verify_checkpoint(ckpt: str | Path, required: bool = True) -> None:
     """Raise ``ValueError`` naming ``ckpt`` when its sha256 differs from its ``.sha256`` file (or that file is
-    unreadable); log a warning when there is none."""
+    unreadable). A checkpoint without one is an error when ``required`` (``resume_verify``), else a warning."""
     ckpt, side = Path(ckpt), checksum_path(ckpt)
     if not side.is_file():
-        logger.warning("%s has no %s: its integrity cannot be checked", ckpt, side.name)
+        if required:
+            raise ValueError(
+                f"resume checkpoint {ckpt} has no {side.name}, so its integrity cannot be checked (copy it along "
+                "with the checkpoint, or set resume_verify=false to resume anyway)"
+            )
+        logger.warning("%s has no %s: its integrity cannot be checked (resume_verify=false)", ckpt, side.name)
         return
     want = side.read_text(errors="replace").split()
     if len(want) < 1 or len(want[0]) != 64:

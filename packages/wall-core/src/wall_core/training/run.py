@@ -89,6 +89,9 @@ class TrainConfig:
     out_dir: str = "runs/train"
     resume: str | None = None  # a local Lightning .ckpt to continue from (URLs are refused)
     resume_allow_changes: list[str] = field(default_factory=list)  # config keys a resume may change
+    resume_verify: bool = (
+        True  # the checkpoint's .sha256 must exist and match (false: warn when it is absent)
+    )
     checkpoint_every: int = 500  # Lightning checkpoints (out_dir/checkpoints/last.ckpt) every N steps
     stop_after: int | None = (
         None  # stop early at this step (as a preemption would); the schedule keeps optim.max_steps
@@ -195,7 +198,7 @@ def train(
         )
     resume = check_resume_path(cfg.resume) if cfg.resume else None  # before anything is read or fetched
     if resume is not None:
-        verify_checkpoint(resume)  # its .sha256, before torch reads a byte of it
+        verify_checkpoint(resume, required=cfg.resume_verify)  # its .sha256, before torch reads a byte
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.out_dir)
     model, pipeline, dm = build(cfg)  # fills derived keys (model.num_action_tokens) as the first run did
