@@ -52,6 +52,7 @@ POLICY_KEYS: dict[str, type | tuple[type, ...]] = {
     "method": str,
     "check_actions": bool,
     "action_margin": (int, float),
+    "guidance_weight": (int, float),
 }
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
