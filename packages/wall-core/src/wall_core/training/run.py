@@ -230,12 +230,14 @@ def train(
     ckpt = ModelCheckpoint(
         dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint_every, save_last=True, save_top_k=0
     )
+    prec = trainer_precision(tc.precision)
+    plugins = [*prec.pop("plugins", []), ChecksumCheckpointIO()]  # every checkpoint gets its .sha256
     trainer = L.Trainer(
         max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
-        **trainer_precision(tc.precision), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
+        **prec, gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
         enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
         callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
-        plugins=[ChecksumCheckpointIO()],
+        plugins=plugins,
     )  # fmt: skip
     # weights_only=True: the checkpoint is unpickled only as tensors and plain containers
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
