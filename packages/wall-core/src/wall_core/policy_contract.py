@@ -94,6 +94,9 @@ def check_agreement(cfg: WallVLAConfig, pipeline: Pipeline, where: str = "policy
     for step in [*ins, *outs]:
         _check_stats(step, where)
     for ds, r in contract.robots.items():
+        if r["state_dim"] and not any(STATE in getattr(s, "keys", ()) for s in ins):
+            raise PolicyLoadError(f"{where}: no input step normalises 'observation.state' of {ds!r}: the model "
+                                  "would see raw state values")  # fmt: skip
         for pad in pads:
             spec = pad.embodiments.get(ds)
             if spec is None or (spec.state_dim, spec.action_dim) != (r["state_dim"], r["action_dim"]):
