@@ -93,7 +93,9 @@ def hold_action(spec: wall_data.EmbodimentSpec, state: Tensor) -> Tensor:
     x = torch.as_tensor(state).to(torch.float32).reshape(-1)
     if x.numel() != spec.state_dim:
         raise ValueError(f"robot {spec.name!r} has {spec.state_dim} state dims, the observation {x.numel()}")
-    return torch.where(src >= 0, x[src.clamp(min=0)], torch.zeros(()))
+    out, absolute = torch.zeros(len(src), dtype=torch.float32), src >= 0
+    out[absolute] = x[src[absolute]]
+    return out
 
 
 def _placement(
