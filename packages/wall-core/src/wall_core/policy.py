@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_model, save_model
 from torch import Tensor
 
+from wall_flow import rtc_sample
 from wall_robots.robot import UnsafeActionError
 
 from .model import WallBatch, WallVLA, WallVLAConfig
@@ -41,6 +42,10 @@ class WallPolicy:
     ``EmbodimentSpec``) and is 0 for its delta dims (``spec.meta["delta_actions"]``); a robot whose spec cannot
     say is a ValueError here. Counts land in :attr:`discrete_counts` (``invalid`` greedy decodes,
     ``retried_valid``, ``flow_fallback``, ``refused``, ``held``).
+
+    Real-time chunking: ``infer(obs, prefix_actions, delay)`` samples the next chunk guided so that its first
+    ``delay`` actions agree with ``prefix_actions`` (the previous chunk's actions that still execute while this
+    one is computed; :func:`wall_flow.rtc_sample`, guidance-weight clip ``guidance_weight``, Euler only).
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class WallPolicy:
         discrete_retries: int = 3,
         retry_temperature: float = 0.7,
         on_invalid: str = "flow",
+        guidance_weight: float = 5.0,
     ) -> None:
         if mode not in ("flow", "discrete"):
             raise ValueError(f"mode must be 'flow' or 'discrete', got {mode!r}")
@@ -69,6 +75,9 @@ class WallPolicy:
                     raise ValueError(f"on_invalid='hold' is not possible: {e}") from e
         if discrete_retries < 0 or retry_temperature <= 0:
             raise ValueError("need discrete_retries >= 0 and retry_temperature > 0")
+        if not guidance_weight >= 0:
+            raise ValueError(f"guidance_weight (the RTC clip beta) must be >= 0, got {guidance_weight}")
+        self.guidance_weight = float(guidance_weight)
         self.model, self.pipeline = model.eval(), pipeline
         self.num_steps, self.method, self.mode = num_steps, method, mode
         self.generator = torch.Generator().manual_seed(seed)
@@ -86,13 +95,26 @@ class WallPolicy:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def infer_batch(self, observations: list[dict[str, Any]]) -> np.ndarray:
-        """B observations of one robot -> actions float32 [B, H, A_robot] in the robot's units."""
+    def infer_batch(
+        self, observations: list[dict[str, Any]], prefix_actions: Any = None, delay: int = 0
+    ) -> np.ndarray:
+        """B observations of one robot -> actions float32 [B, H, A_robot] in the robot's units.
+
+        ``prefix_actions`` [B, P, A_robot] (robot units, ``delay <= P <= H``) with ``delay`` >= 1: RTC-guided
+        sampling (see the class doc). ``delay = 0`` samples exactly as without a prefix (nothing is frozen).
+        """
         batch = self.pipeline([{k: v for k, v in o.items() if k not in TARGETS} for o in observations])
         batch = batch.to(self.device)
         held = torch.zeros(batch.batch_size, dtype=torch.bool)
+        prefix = None if prefix_actions is None else self._prefix(prefix_actions, delay, batch)
+        if prefix is None and delay:
+            raise ValueError(f"delay={delay} needs prefix_actions (the previous chunk's remaining actions)")
         if self.mode == "flow":
-            norm = self._flow_chunk(batch)
+            norm = self._flow_chunk(batch, prefix if delay > 0 else None, delay)
+        elif prefix is not None:
+            raise ValueError(
+                "prefix_actions (real-time chunking) need mode='flow'; the discrete head has no RTC"
+            )
         else:
             norm, held = self._discrete_chunk(batch)
         out = self.pipeline.postprocess(norm.cpu(), batch.dataset)
@@ -103,11 +125,50 @@ class WallPolicy:
             out[held] = self.pipeline.hold_actions([observations[i] for i in rows]).to(out.dtype)
         return out.numpy()
 
-    def _flow_chunk(self, batch: WallBatch) -> Tensor:
-        """Normalised padded flow chunk [B, H, A] from the policy's generator."""
-        cfg = self.model.config
+    def _prefix(self, prefix_actions: Any, delay: int, batch: WallBatch) -> Tensor:
+        """Check robot-unit ``prefix_actions`` [B, P, A_robot] and map them to the normalised padded space."""
+        H, B = self.model.config.action_horizon, batch.batch_size
+        p = torch.as_tensor(np.asarray(prefix_actions, dtype=np.float32))
+        dataset = batch.dataset[0] if batch.dataset else None
+        a_robot = self.pipeline.postprocess(torch.zeros(1, 1, self.model.config.action_dim), dataset)
+        assert isinstance(a_robot, Tensor)
+        A = a_robot.shape[-1]
+        if not isinstance(delay, int) or not 0 <= delay <= H:
+            raise ValueError(f"delay must be an int in [0, action_horizon={H}], got {delay!r}")
+        if p.dim() != 3 or p.shape[0] != B or p.shape[2] != A or not delay <= p.shape[1] <= H:
+            raise ValueError(
+                f"prefix_actions must be [P, A_robot={A}] per observation with delay={delay} <= P <= "
+                f"action_horizon={H} (the previous chunk's actions still to run, robot units); got "
+                f"{list(p.shape[1:]) if p.dim() == 3 else list(p.shape)}"
+            )
+        if not bool(torch.isfinite(p).all()):
+            raise ValueError(
+                "prefix_actions contain NaN or inf; pass the finite actions the robot will execute"
+            )
+        return self.pipeline.preprocess_actions(p, dataset).to(self.device)
+
+    def _flow_chunk(self, batch: WallBatch, prefix: Tensor | None = None, delay: int = 0) -> Tensor:
+        """Normalised padded flow chunk [B, H, A] from the policy's generator; RTC-guided when ``prefix``
+        (normalised padded [B, P, A]) is given with ``delay`` >= 1."""
+        cfg, model = self.model.config, self.model
         noise = torch.randn(batch.batch_size, cfg.action_horizon, cfg.action_dim, generator=self.generator)
-        return self.model.predict_actions(batch, self.num_steps, self.method, noise=noise.to(self.device))
+        noise = noise.to(self.device)
+        if prefix is None:
+            return model.predict_actions(batch, self.num_steps, self.method, noise=noise)
+        if (self.method or model.flow.solver) != "euler":
+            raise ValueError(f"real-time chunking samples with Euler steps; this policy uses {self.method!r}")
+        cache = model.prefix_forward(batch)
+        dm = batch.dof_mask.to(noise.dtype)
+        dm2 = dm if dm.dim() == 2 else dm[:, 0]
+
+        def velocity(x: Tensor, t: Tensor) -> Tensor:
+            return model.flow_forward(x, t, cache, batch.dof_mask)
+
+        x = rtc_sample(
+            velocity, noise, prefix, delay, beta=self.guidance_weight,
+            num_steps=self.num_steps or model.flow.num_steps, t1=model.flow.t_end, dof_mask=dm2,
+        )  # fmt: skip
+        return x * (dm if dm.dim() == 3 else dm[:, None, :])
 
     def _discrete_chunk(self, batch: WallBatch) -> tuple[Tensor, Tensor]:
         """(normalised padded chunk [B, H, A] from action tokens, held bool [B]: rows to replace by the hold
@@ -146,9 +207,15 @@ class WallPolicy:
         norm[rows] = self._flow_chunk(batch)[rows.to(self.device)].to(norm)
         return norm, torch.zeros(len(valid), dtype=torch.bool)
 
-    def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
-        """One observation -> ``{"actions": float32 [H, A_robot]}``."""
-        return {"actions": self.infer_batch([obs])[0]}
+    def infer(self, obs: dict[str, Any], prefix_actions: Any = None, delay: int = 0) -> dict[str, Any]:
+        """One observation -> ``{"actions": float32 [H, A_robot]}``.
+
+        ``prefix_actions`` [P, A_robot] (robot units; the previous chunk's actions that still run, aligned with
+        the new chunk's steps 0..P-1, ``delay <= P <= H``) and ``delay`` d: the first d actions are guided to
+        the prefix (real-time chunking). ``delay = 0`` (with or without a prefix) is plain sampling.
+        """
+        prefix = None if prefix_actions is None else np.asarray(prefix_actions, dtype=np.float32)[None]
+        return {"actions": self.infer_batch([obs], prefix, delay)[0]}
 
     def reset(self) -> None:
         """Nothing to reset (the policy keeps no per-episode state)."""
@@ -163,7 +230,11 @@ class WallPolicy:
             OmegaConf.create(
                 {
                     "model": self.model.config.to_dict(),
-                    "policy": {"num_steps": self.num_steps, "method": self.method},
+                    "policy": {
+                        "num_steps": self.num_steps,
+                        "method": self.method,
+                        "guidance_weight": self.guidance_weight,
+                    },
                 }
             ),
             path / "config.yaml",

@@ -16,6 +16,7 @@ from .contract import (
     select_contract,
 )
 from .guard import ActionGuard, EmptyChunkError
+from .realtime import STRATEGIES, AsyncChunker, smoothness
 from .robot import (
     FakeRobot,
     Policy,
@@ -53,7 +54,9 @@ _LAZY = {
     "from_lerobot": "lerobot_adapter",
 }
 __all__ = [
+    "STRATEGIES",
     "ActionChunker",
+    "AsyncChunker",
     "ActionGuard",
     "EmptyChunkError",
     "EpisodeResult",
@@ -75,6 +78,7 @@ __all__ = [
     "map_keys",
     "safe_robot_for",
     "select_contract",
+    "smoothness",
     "write_report",
     *_LAZY,
 ]

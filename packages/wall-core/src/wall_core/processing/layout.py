@@ -231,3 +231,10 @@ class CropToEmbodiment(ActionStep):
         out = actions.new_zeros((*actions.shape[:-1], len(src)))
         out[..., src] = actions[..., slots]
         return out
+
+    def inverse(self, actions: Tensor, dataset: str) -> Tensor:
+        """Robot DOFs [..., A_robot] -> padded [..., A] (zeros in the other dims)."""
+        n = self.pad.spec(dataset).action_dim
+        if actions.shape[-1] != n:
+            raise ValueError(f"{dataset!r} actions have {n} dims, got {actions.shape[-1]}")
+        return self.pad.pad_actions(actions, dataset)

@@ -222,3 +222,12 @@ class Unnormalize(_PerDataset, ActionStep):
         if actions.shape[-1] != len(st.q01):
             raise ValueError(f"actions have {actions.shape[-1]} dims, {dataset!r} stats have {len(st.q01)}")
         return unnormalize_tensor(actions, st, self.mode)
+
+    def inverse(self, actions: Tensor, dataset: str) -> Tensor:
+        """Robot-unit actions [..., A_robot] -> normalised float32 [..., A_robot] (not clamped: exact inverse)."""
+        st = self._stats_for(dataset, self.key)
+        if actions.shape[-1] != len(st.q01):
+            raise ValueError(f"actions have {actions.shape[-1]} dims, {dataset!r} stats have {len(st.q01)}")
+        return normalize_tensor(
+            actions, st, self.mode, clamp=False, center_scale=self._cached(dataset, self.key)
+        )

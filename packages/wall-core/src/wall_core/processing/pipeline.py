@@ -129,6 +129,15 @@ class Pipeline:
             return x
         return [self.postprocess(actions[i : i + 1], names[i])[0] for i in range(len(names))]
 
+    def preprocess_actions(self, actions: Tensor, dataset: str | None = None) -> Tensor:
+        """Robot actions [B, P, A_robot] of one robot -> normalised padded [B, P, A]: the output steps undone
+        in reverse order (so ``postprocess(preprocess_actions(a)) == a`` up to float rounding)."""
+        (name,) = self._datasets(dataset, 1)
+        x = actions.to(torch.float32)
+        for step in reversed(self.outputs):
+            x = step.inverse(x, name)  # type: ignore[attr-defined]
+        return x
+
     def decode_action_tokens(
         self, codes: list[list[int]], dataset: str | Sequence[str] | None = None
     ) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -24,6 +24,7 @@ from ..processing import NormalizeAR, Pipeline, build_pipeline
 from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
 from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
+from .precision import trainer_precision
 from .progress import ProgressLog
 from .resume import check_resume_config, config_text
 
@@ -77,13 +78,16 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = 1
     strategy: str = "auto"  # e.g. ddp, fsdp
-    precision: str = "32-true"
+    precision: str = "32-true"  # bf16-true keeps norms + action/state paths fp32 (training.precision)
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
     on_nonfinite: str = (
         "stop"  # a NaN/inf loss or gradient: stop (error naming step + batch) | skip (counted)
     )
     max_nonfinite_skips: int = 10  # "skip" still stops after this many skipped steps
+    # flow times/noise: "batch" (one generator per step) | "sample" (one per global row: a data-parallel run
+    # draws what one process with the same global batch draws; see WallLightningModule)
+    flow_noise: str = "batch"
 
 
 @dataclass
@@ -236,7 +240,14 @@ def train(
     tc = cfg.trainer
     guard = NonFiniteGuard(tc.on_nonfinite, tc.max_nonfinite_skips)
     module = WallLightningModule(
-        model, objective, cfg.optim, cfg.seed, guard, out / "history.json", tc.log_every_n_steps
+        model,
+        objective,
+        cfg.optim,
+        cfg.seed,
+        guard,
+        out / "history.json",
+        tc.log_every_n_steps,
+        tc.flow_noise,
     )
     module.config_text = config_text(cfg)
     ckpt = ModelCheckpoint(
@@ -244,7 +255,7 @@ def train(
     )
     trainer = L.Trainer(
         max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
-        precision=cast(Any, tc.precision), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
+        **trainer_precision(tc.precision), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
         enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
         callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
     )  # fmt: skip
@@ -255,6 +266,7 @@ def train(
     if guard.skipped:
         logger.warning("%d optimiser step(s) skipped for non-finite loss/gradients", guard.skipped)
     policy = WallPolicy(model, pipeline)
-    policy.save_pretrained(out / "policy")
-    OmegaConf.save(OmegaConf.structured(cfg), out / "train_config.yaml")
+    if trainer.is_global_zero:  # one writer under data parallelism (every rank holds the same weights)
+        policy.save_pretrained(out / "policy")
+        OmegaConf.save(OmegaConf.structured(cfg), out / "train_config.yaml")
     return policy, module
