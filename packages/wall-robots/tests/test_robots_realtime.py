@@ -1,6 +1,7 @@
 """Asynchronous execution with a simulated inference delay: which action runs at which step (by hand), the
 RTC prefix handed to the policy, ensembling weights, and the jerk / boundary-jump metrics."""
 
+import json
 import math
 
 import numpy as np
@@ -137,3 +138,23 @@ def test_smoothness_by_hand_and_bad_schedules_refused():
 
     with pytest.raises(ValueError, match="takes no such arguments"):
         wr.AsyncChunker(Plain(), S, "rtc", 2)
+
+
+def test_realtime_report_table_json_and_plot(tmp_path):
+    rows = []
+    for seed in (0, 1):
+        for mode, strategy in (("chunk", "naive"), ("rtc", "rtc")):
+            for d in (0, 2):
+                _, _, report = _run(mode, d)
+                rows.append(wr.sweep_row(report, strategy, d, seed))
+    md = wr.write_realtime_report(rows, tmp_path)
+    text = md.read_text()
+    # naive d = 2: the boundary jumps of the hand schedule above (steps 6 and 10), the same for both seeds
+    ex = np.array(
+        [[c, 4 * (c // 100)] for c in [0, 1, 2, 3, 4, 5, 102, 103, 104, 105, 202, 203, 204, 205]], float
+    )
+    jump = np.mean([np.linalg.norm(ex[t] - ex[t - 1]) for t in (6, 10)])
+    assert "| naive | 2 | 2 | 0±0% | " in text and f"| {jump:.3g}±0 |" in text
+    assert (tmp_path / "realtime.png").stat().st_size > 1000
+    summary = json.loads((tmp_path / "realtime.json").read_text())["summary"]
+    assert len(summary) == 4 and summary[1]["mean_boundary_jump"] == pytest.approx(jump)

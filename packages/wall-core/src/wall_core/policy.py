@@ -18,7 +18,8 @@ from wall_robots.robot import UnsafeActionError
 
 from . import policy_checks, policy_contract
 from .model import WallBatch, WallVLA, WallVLAConfig
-from .processing import Pipeline
+from .processing import PadToEmbodiment, Pipeline
+from .processing.layout import hold_sources
 
 __all__ = ["WallPolicy"]
 logger = logging.getLogger(__name__)
@@ -29,9 +30,19 @@ class WallPolicy:
     """``infer(obs) -> {"actions": [H, A_robot]}`` in the robot's own units.
 
     ``mode="flow"`` (default) samples the action expert with ``num_steps`` Euler steps over a cached prefix;
-    ``mode="discrete"`` decodes action tokens through the LM head. Observations go through the same pipeline
-    as training samples (training targets in them are ignored); the robot is the observation's ``dataset``
-    (or the pipeline's default dataset for a single-robot policy).
+    ``mode="discrete"`` decodes action tokens through the LM head, unnormalised with the pipeline's AR
+    normaliser. Observations go through the same pipeline as training samples (training targets in them are
+    ignored); the robot is the observation's ``dataset`` (or the pipeline's default dataset for a single-robot
+    policy).
+
+    A discrete decode that is invalid is retried ``discrete_retries`` times by sampling at
+    ``retry_temperature``; a row still invalid is never executed, it becomes (``on_invalid``):
+    ``"flow"`` the flow chunk; ``"refuse"`` nothing (raises ``wall_robots.UnsafeActionError``, which the
+    evaluation runner counts); ``"hold"`` a chunk that keeps the robot where it is: every step repeats the
+    observation's state for the absolute-position action dims (named like a state dim in the robot's
+    ``EmbodimentSpec``) and is 0 for its delta dims (``spec.meta["delta_actions"]``); a robot whose spec cannot
+    say is a ValueError here. Counts land in :attr:`discrete_counts` (``invalid`` greedy decodes,
+    ``retried_valid``, ``flow_fallback``, ``refused``, ``held``).
 
     Real-time chunking: ``infer(obs, prefix_actions, delay)`` samples the next chunk guided so that its first
     ``delay`` actions agree with ``prefix_actions`` (the previous chunk's actions that still execute while this
@@ -60,10 +71,16 @@ class WallPolicy:
     ) -> None:
         if mode not in ("flow", "discrete"):
             raise ValueError(f"mode must be 'flow' or 'discrete', got {mode!r}")
-        if on_invalid not in ("flow", "refuse"):
+        if on_invalid not in ("flow", "refuse", "hold"):
             raise ValueError(
-                f"on_invalid must be 'flow' (use the flow chunk) or 'refuse', got {on_invalid!r}"
+                f"on_invalid must be 'flow' (use the flow chunk), 'refuse' or 'hold', got {on_invalid!r}"
             )
+        if on_invalid == "hold":
+            for spec in pipeline.find(PadToEmbodiment).embodiments.values():
+                try:
+                    hold_sources(spec)
+                except ValueError as e:
+                    raise ValueError(f"on_invalid='hold' is not possible: {e}") from e
         if discrete_retries < 0 or retry_temperature <= 0:
             raise ValueError("need discrete_retries >= 0 and retry_temperature > 0")
         if not guidance_weight >= 0:
@@ -73,13 +90,12 @@ class WallPolicy:
         self.num_steps, self.method, self.mode = num_steps, method, mode
         self.generator = torch.Generator().manual_seed(seed)
         # discrete decoding: greedy first; an invalid decode is retried by sampling (the paper retries up to 3
-        # times at temperature 0.7); still invalid -> the flow chunk ("flow") or refused ("refuse": raises
-        # wall_robots.UnsafeActionError, which the evaluation runner counts and never executes)
+        # times at temperature 0.7); still invalid -> on_invalid (see the class docstring)
         self.discrete_retries, self.retry_temperature, self.on_invalid = (
             discrete_retries, retry_temperature, on_invalid
         )  # fmt: skip
         self.invalid_chunks = 0  # greedy decodes that were invalid
-        self.discrete_counts = {"invalid": 0, "retried_valid": 0, "flow_fallback": 0, "refused": 0}
+        self.discrete_counts = {"invalid": 0, "retried_valid": 0, "flow_fallback": 0, "refused": 0, "held": 0}
         self._init_action_checks(check_actions, action_margin)
 
     @property
@@ -98,6 +114,7 @@ class WallPolicy:
         """
         batch = self.pipeline([{k: v for k, v in o.items() if k not in TARGETS} for o in observations])
         batch = batch.to(self.device)
+        held = torch.zeros(batch.batch_size, dtype=torch.bool)
         prefix = None if prefix_actions is None else self._prefix(prefix_actions, delay, batch)
         if prefix is None and delay:
             raise ValueError(f"delay={delay} needs prefix_actions (the previous chunk's remaining actions)")
@@ -108,10 +125,13 @@ class WallPolicy:
                 "prefix_actions (real-time chunking) need mode='flow'; the discrete head has no RTC"
             )
         else:
-            norm = self._discrete_chunk(batch)
+            norm, held = self._discrete_chunk(batch)
         out = self.pipeline.postprocess(norm.cpu(), batch.dataset)
         if isinstance(out, list):
             raise ValueError("infer_batch takes observations of one robot; call it once per robot")
+        if bool(held.any()):
+            rows = held.nonzero()[:, 0].tolist()
+            out[held] = self.pipeline.hold_actions([observations[i] for i in rows]).to(out.dtype)
         return self._checked(out.numpy(), batch.dataset)
 
     # --- action checks (wall_core.policy_contract) -----------------------------------------------------------
@@ -190,9 +210,9 @@ class WallPolicy:
         )  # fmt: skip
         return x * (dm if dm.dim() == 3 else dm[:, None, :])
 
-    def _discrete_chunk(self, batch: WallBatch) -> Tensor:
-        """Normalised padded chunk [B, H, A] from action tokens; invalid rows retried, then handled by
-        ``on_invalid``. Counts land in :attr:`discrete_counts`."""
+    def _discrete_chunk(self, batch: WallBatch) -> tuple[Tensor, Tensor]:
+        """(normalised padded chunk [B, H, A] from action tokens, held bool [B]: rows to replace by the hold
+        chunk); invalid rows retried, then handled by ``on_invalid``. Counts land in :attr:`discrete_counts`."""
         codes = self.model.generate_action_tokens(batch, max_new_tokens=256)
         norm, valid = self.pipeline.decode_action_tokens(codes, batch.dataset)
         n_bad = int((~valid).sum())
@@ -212,7 +232,7 @@ class WallPolicy:
             valid |= fixed
             self.discrete_counts["retried_valid"] += int(fixed.sum())
         if bool(valid.all()):
-            return norm
+            return norm, ~valid.cpu()
         rows = (~valid).nonzero()[:, 0]
         if self.on_invalid == "refuse":
             self.discrete_counts["refused"] += len(rows)
@@ -220,9 +240,12 @@ class WallPolicy:
                 f"discrete decoding gave no valid chunk for {len(rows)} row(s) after "
                 f"{self.discrete_retries} sampled retries; nothing was executed"
             )
+        if self.on_invalid == "hold":
+            self.discrete_counts["held"] += len(rows)
+            return norm, ~valid.cpu()
         self.discrete_counts["flow_fallback"] += len(rows)
         norm[rows] = self._flow_chunk(batch)[rows.to(self.device)].to(norm)
-        return norm
+        return norm, torch.zeros(len(valid), dtype=torch.bool)
 
     def infer(self, obs: dict[str, Any], prefix_actions: Any = None, delay: int = 0) -> dict[str, Any]:
         """One observation -> ``{"actions": float32 [H, A_robot]}``.

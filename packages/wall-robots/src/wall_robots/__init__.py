@@ -27,7 +27,7 @@ from .robot import (
     Spec,
     UnsafeActionError,
 )
-from .robot_env import RobotEnv, safe_robot_for
+from .robot_env import LoggingRobot, RobotEnv, safe_robot_for
 from .rollout import ActionChunker, EpisodeResult, EvalReport, evaluate, write_report
 
 __version__ = "0.1.0"
@@ -50,6 +50,8 @@ _LAZY = {
     "RequestError": "serving",
     "packb": "wire",
     "unpackb": "wire",
+    "write_realtime_report": "realtime_report",
+    "sweep_row": "realtime_report",
     "LeRobotAdapter": "lerobot_adapter",
     "from_lerobot": "lerobot_adapter",
 }
@@ -63,6 +65,7 @@ __all__ = [
     "EvalReport",
     "FakeRobot",
     "FeatureSpec",
+    "LoggingRobot",
     "ObservationContract",
     "ObservationError",
     "Policy",

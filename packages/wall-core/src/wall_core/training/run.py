@@ -20,7 +20,7 @@ import wall_tokenizer
 from ..model import WallVLA, WallVLAConfig
 from ..objective import WallObjective
 from ..policy import WallPolicy
-from ..processing import Pipeline, build_pipeline, normalize_tensor
+from ..processing import NormalizeAR, Pipeline, build_pipeline
 from .checkpoint_io import ChecksumCheckpointIO, verify_checkpoint
 from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
 from .module import WallDataModule, WallLightningModule, dataset_names
@@ -35,6 +35,7 @@ __all__ = [
     "TokenizerConfig",
     "TrainConfig",
     "TrainerConfig",
+    "ar_normalizer",
     "fit_action_tokenizer",
     "load_config",
     "load_dataset_stats",
@@ -58,6 +59,9 @@ class TokenizerConfig:
     path: str | None = None  # a saved tokenizer to reuse instead of fitting
     options: dict[str, Any] = field(default_factory=lambda: {"scale": 10, "vocab_size": 512})
     max_chunks: int = 4000
+    # the AR (discrete-branch) normaliser: None = the flow normaliser's q01/q99 (discrete targets unchanged;
+    # the paper does not say what the release's holds), or [low, high] quantiles of each dataset's raw actions
+    ar_quantiles: list[float] | None = None
 
 
 @dataclass
@@ -135,6 +139,19 @@ def load_dataset_stats(robots: dict[str, dict[str, Any]]) -> dict[str, dict[str,
     }
 
 
+def ar_normalizer(
+    roots: Mapping[str, str],
+    stats: Mapping[str, Mapping[str, wall_data.FeatureStats]],
+    quantiles: list[float] | None = None,
+) -> NormalizeAR:
+    """The AR normaliser of datasets ``{name: root}``: their flow q01/q99 (``quantiles=None``) or the given
+    ``[low, high]`` quantiles of every raw action frame of each dataset."""
+    actions = None
+    if quantiles is not None:
+        actions = {n: wall_data.LeRobotDataset(r, cameras=[]).arrays["action"] for n, r in roots.items()}
+    return NormalizeAR.from_stats({n: stats[n] for n in roots}, quantiles, actions)
+
+
 def fit_action_tokenizer(
     roots: list[str],
     stats: Mapping[str, wall_data.FeatureStats] | list[Mapping[str, wall_data.FeatureStats]],
@@ -142,20 +159,30 @@ def fit_action_tokenizer(
     kind: str = "fast",
     max_chunks: int = 4000,
     seed: int = 0,
+    ar: NormalizeAR | None = None,
+    names: list[str] | None = None,
     **options: Any,
 ) -> wall_tokenizer.ActionTokenizer:
-    """Fit a tokenizer on action chunks [N, H, A] drawn from LeRobot datasets, each normalised with its own
-    stats (``stats``: one mapping for every root, or a list with one per root) by the pipeline's rule."""
+    """Fit a tokenizer on action chunks [N, H, A] drawn from LeRobot datasets, each normalised by the AR
+    normaliser ``ar`` under its dataset name (``names``, one per root); without ``ar``, by the AR default:
+    each root's own flow q01/q99 (``stats``: one mapping for every root, or a list with one per root)."""
     per_root = list(stats) if isinstance(stats, list) else [stats] * len(roots)
     if len(per_root) != len(roots):
         raise ValueError(f"got {len(per_root)} stats for {len(roots)} datasets")
+    if ar is None:
+        names = [f"{i}:{r}" for i, r in enumerate(roots)]
+        ar = NormalizeAR.from_stats(dict(zip(names, per_root)))
+    elif names is None or len(names) != len(roots):
+        raise ValueError(
+            f"with an AR normaliser, name the dataset of each of the {len(roots)} roots (names=)"
+        )
     rng = np.random.default_rng(seed)
     chunks = []
-    for root, st in zip(roots, per_root):
+    for root, name in zip(roots, names):
         ds = wall_data.LeRobotDataset(root, action_horizon=horizon, cameras=[])
         idx = rng.choice(len(ds), size=min(len(ds), max_chunks // len(roots)), replace=False)
         rows = np.stack([ds.chunk_indices(int(i))[0] for i in idx])
-        chunks.append(normalize_tensor(torch.from_numpy(ds.arrays["action"][rows]), st["action"]))
+        chunks.append(ar.normalize(torch.from_numpy(ds.arrays["action"][rows]), name))
     # wall_tokenizer is numpy-only and fits on float64 chunks
     return wall_tokenizer.create(kind, **options).fit(torch.cat(chunks).numpy().astype(np.float64))
 
@@ -170,20 +197,22 @@ def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
     robots = _robot_datasets(cfg)
     stats = load_dataset_stats(robots)
     horizon = cfg.model.action_horizon
-    tok = None
-    if cfg.tokenizer.kind != "none" and cfg.objective.w_action_ce > 0:
-        if cfg.tokenizer.path:
-            tok = wall_tokenizer.load(cfg.tokenizer.path)
+    tok, ar, tc = None, None, cfg.tokenizer
+    if tc.kind != "none" and cfg.objective.w_action_ce > 0:
+        ar = ar_normalizer({n: d["root"] for n, d in robots.items()}, stats, tc.ar_quantiles)
+        if tc.path:  # a saved tokenizer must have been fitted on this AR normaliser's output
+            tok = wall_tokenizer.load(tc.path)
         else:
-            tc = cfg.tokenizer
-            roots = [d["root"] for d in robots.values()]
+            roots, names = [d["root"] for d in robots.values()], list(robots)
             tok = fit_action_tokenizer(
-                roots, [stats[n] for n in robots], horizon, tc.kind, tc.max_chunks, cfg.seed, **tc.options
-            )
+                roots, [stats[n] for n in robots], horizon, tc.kind, tc.max_chunks, cfg.seed, ar, names, **tc.options
+            )  # fmt: skip
     cfg.model.num_action_tokens = tok.vocab_size if tok is not None else 0
     torch.manual_seed(cfg.seed)
     model = WallVLA(cfg.model)
-    pipeline = build_pipeline(model, stats=stats, action_tokenizer=tok, embodiments=_embodiments(robots))
+    pipeline = build_pipeline(
+        model, stats=stats, action_tokenizer=tok, embodiments=_embodiments(robots), ar_normalizer=ar
+    )
     dm = WallDataModule(
         cfg.data.datasets, pipeline, cfg.data.batch_size, cfg.data.num_workers, horizon, cfg.model.cameras,
         cfg.seed, cfg.optim.max_steps,
