@@ -20,12 +20,15 @@ from .base import (
     ProcessorStep,
     Sample,
     SampleStep,
+    as_tensor,
     load_steps,
     read_manifest,
     save_steps,
 )
-from .keys import KeyMapping, ObservationContract
-from .layout import PadToEmbodiment
+from .keys import STATE, KeyMapping, ObservationContract
+from .layout import PadToEmbodiment, hold_action
+from .normalize import Normalize
+from .normalize_ar import NormalizeAR
 from .tokenize import PromptTokenizer
 
 __all__ = ["Pipeline"]
@@ -138,11 +141,39 @@ class Pipeline:
     def decode_action_tokens(
         self, codes: list[list[int]], dataset: str | Sequence[str] | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Discrete action ids per row -> (normalised padded actions [B, H, A], valid bool [B])."""
+        """Discrete action ids per row -> (padded actions [B, H, A] in the FLOW-normalised space that
+        :meth:`postprocess` takes, valid bool [B]).
+
+        The tokenizer decodes into the AR normaliser's space: each row is unnormalised with its dataset's AR
+        range and normalised again with the flow stats, unclamped (skipped when the two rules are the same,
+        as by default). A pipeline without a :class:`NormalizeAR` step was saved before the AR normaliser
+        existed; its tokenizer was fitted on the flow normaliser's output, so its codes decode in that space.
+        """
         actions, valid = self.find(PromptTokenizer).decode_actions(codes)
         names, pad = self._datasets(dataset, len(codes)), self.find(PadToEmbodiment)
-        rows = [pad.pad_actions(actions[i], names[i]) for i in range(len(codes))]
+        ar = next((s for s in self.inputs if isinstance(s, NormalizeAR)), None)
+        rows = []
+        for i in range(len(codes)):
+            row = actions[i]
+            if ar is not None:
+                flow = self.find(Normalize)
+                if not _same_rule(ar, flow, names[i]):
+                    row = flow.apply(ar.unnormalize(row, names[i]), names[i], clamp=False)
+            rows.append(pad.pad_actions(row, names[i]))
         return torch.stack(rows), valid
+
+    def hold_actions(self, observations: Sequence[Sample]) -> Tensor:
+        """Raw observations -> the chunk that keeps each robot where it is, float32 [B, H, A_robot] in the
+        robot's units (:func:`~.layout.hold_action` repeated over the horizon); rows must share one robot."""
+        keys, pad = self.find(KeyMapping), self.find(PadToEmbodiment)
+        rows = []
+        for obs in observations:
+            s = keys(dict(obs))
+            if STATE not in s:
+                raise PipelineKeyError("holding still needs the observation's 'observation.state'")
+            spec = pad.spec(str(s.get("dataset")))
+            rows.append(hold_action(spec, as_tensor(s[STATE], STATE)).expand(pad.action_horizon, -1))
+        return torch.stack(rows)
 
     # --- persistence -----------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:
@@ -168,3 +199,12 @@ class Pipeline:
         lines += [f"    {i}. {s!r}" for i, s in enumerate(self.inputs)]
         lines += ["  outputs:"] + [f"    {i}. {s!r}" for i, s in enumerate(self.outputs)]
         return "\n".join([*lines, ")"])
+
+
+def _same_rule(ar: NormalizeAR, flow: Normalize, dataset: str) -> bool:
+    """True when ``dataset``'s AR range is the flow normaliser's own (the re-expression would be the identity)."""
+    if flow.mode not in ("quantile", "minmax"):
+        return False
+    c, s = ar.center_scale(dataset)
+    fc, fs = flow._cached(dataset, "action")
+    return torch.equal(c, fc) and torch.equal(s, fs)

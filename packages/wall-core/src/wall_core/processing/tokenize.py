@@ -24,6 +24,7 @@ import wall_tokenizer
 from ..model.masks import SEG
 from .base import PipelineKeyError, Sample, SampleStep, register_step
 from .keys import ACTION, is_vqa
+from .normalize_ar import AR_KEY
 
 __all__ = ["DefaultPrompt", "PromptTokenizer"]
 logger = logging.getLogger(__name__)
@@ -86,14 +87,14 @@ class PromptTokenizer(SampleStep):
         self._ids = {}
 
     def encode_actions(self, action: Tensor) -> list[int]:
-        """Normalised robot action [H, A_robot] -> host token ids of its discrete code."""
+        """AR-normalised robot action [H, A_robot] (:data:`AR_KEY`) -> host token ids of its discrete code."""
         assert self.action_tokenizer is not None and self.vocab is not None
         # wall_tokenizer is numpy-only, and FAST's DCT/BPE is fitted on float64 chunks: the one float64 hop
         codes = self.action_tokenizer.encode(action.detach().cpu().numpy().astype(np.float64)[None])[0]
         return self.vocab.to_host(codes).tolist()
 
     def decode_actions(self, codes: list[list[int]]) -> tuple[Tensor, Tensor]:
-        """Discrete action ids (not host ids) per row -> (normalised robot actions float32 [B, H, A_robot],
+        """Discrete action ids (not host ids) per row -> (AR-normalised robot actions float32 [B, H, A_robot],
         valid bool [B])."""
         if self.action_tokenizer is None:
             raise RuntimeError("this pipeline has no action tokenizer")
@@ -110,7 +111,8 @@ class DefaultPrompt(PromptTokenizer):
         [<|image_pad|> x image_tokens per present camera] <|im_start|> task <|propri|> [action ids <|im_end|>]
 
     (the action ids and ``<|im_end|>`` supervised, only when the sample has ``action`` and there is an action
-    tokenizer); per VQA sample: images, ``<|im_start|>`` question, then answer + ``<|im_end|>`` supervised.
+    tokenizer; the ids encode :data:`AR_KEY`, the chunk as the AR normaliser scaled it); per VQA sample:
+    images, ``<|im_start|>`` question, then answer + ``<|im_end|>`` supervised.
 
     Args:
         image_tokens: tokens one camera frame becomes in the backbone.
@@ -189,8 +191,13 @@ class DefaultPrompt(PromptTokenizer):
             if bool(sample["state_mask"].any()):
                 add([self.token_id("<|propri|>")], SEG.STATE)
             if ACTION in sample and self.action_tokenizer is not None:
+                if AR_KEY not in sample:
+                    raise PipelineKeyError(
+                        f"a robot sample with 'action' lacks {AR_KEY!r} (the AR-normalised chunk the discrete "
+                        "tokenizer encodes): put a NormalizeAR step before Normalize (build_pipeline does)"
+                    )
                 add(
-                    [*self.encode_actions(sample[ACTION]), self.token_id("<|im_end|>")],
+                    [*self.encode_actions(sample[AR_KEY]), self.token_id("<|im_end|>")],
                     SEG.ACTION,
                     supervised=True,
                 )

@@ -20,7 +20,8 @@ import wall_tokenizer
 from ..model import WallVLA, WallVLAConfig
 from ..objective import WallObjective
 from ..policy import WallPolicy
-from ..processing import Pipeline, build_pipeline, normalize_tensor
+from ..processing import NormalizeAR, Pipeline, build_pipeline
+from .checkpoint_io import ChecksumCheckpointIO, verify_checkpoint
 from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
 from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
@@ -34,6 +35,7 @@ __all__ = [
     "TokenizerConfig",
     "TrainConfig",
     "TrainerConfig",
+    "ar_normalizer",
     "fit_action_tokenizer",
     "load_config",
     "load_dataset_stats",
@@ -57,6 +59,9 @@ class TokenizerConfig:
     path: str | None = None  # a saved tokenizer to reuse instead of fitting
     options: dict[str, Any] = field(default_factory=lambda: {"scale": 10, "vocab_size": 512})
     max_chunks: int = 4000
+    # the AR (discrete-branch) normaliser: None = the flow normaliser's q01/q99 (discrete targets unchanged;
+    # the paper does not say what the release's holds), or [low, high] quantiles of each dataset's raw actions
+    ar_quantiles: list[float] | None = None
 
 
 @dataclass
@@ -92,6 +97,9 @@ class TrainConfig:
     out_dir: str = "runs/train"
     resume: str | None = None  # a local Lightning .ckpt to continue from (URLs are refused)
     resume_allow_changes: list[str] = field(default_factory=list)  # config keys a resume may change
+    resume_verify: bool = (
+        True  # the checkpoint's .sha256 must exist and match (false: warn when it is absent)
+    )
     checkpoint_every: int = 500  # Lightning checkpoints (out_dir/checkpoints/last.ckpt) every N steps
     stop_after: int | None = (
         None  # stop early at this step (as a preemption would); the schedule keeps optim.max_steps
@@ -131,6 +139,19 @@ def load_dataset_stats(robots: dict[str, dict[str, Any]]) -> dict[str, dict[str,
     }
 
 
+def ar_normalizer(
+    roots: Mapping[str, str],
+    stats: Mapping[str, Mapping[str, wall_data.FeatureStats]],
+    quantiles: list[float] | None = None,
+) -> NormalizeAR:
+    """The AR normaliser of datasets ``{name: root}``: their flow q01/q99 (``quantiles=None``) or the given
+    ``[low, high]`` quantiles of every raw action frame of each dataset."""
+    actions = None
+    if quantiles is not None:
+        actions = {n: wall_data.LeRobotDataset(r, cameras=[]).arrays["action"] for n, r in roots.items()}
+    return NormalizeAR.from_stats({n: stats[n] for n in roots}, quantiles, actions)
+
+
 def fit_action_tokenizer(
     roots: list[str],
     stats: Mapping[str, wall_data.FeatureStats] | list[Mapping[str, wall_data.FeatureStats]],
@@ -138,20 +159,30 @@ def fit_action_tokenizer(
     kind: str = "fast",
     max_chunks: int = 4000,
     seed: int = 0,
+    ar: NormalizeAR | None = None,
+    names: list[str] | None = None,
     **options: Any,
 ) -> wall_tokenizer.ActionTokenizer:
-    """Fit a tokenizer on action chunks [N, H, A] drawn from LeRobot datasets, each normalised with its own
-    stats (``stats``: one mapping for every root, or a list with one per root) by the pipeline's rule."""
+    """Fit a tokenizer on action chunks [N, H, A] drawn from LeRobot datasets, each normalised by the AR
+    normaliser ``ar`` under its dataset name (``names``, one per root); without ``ar``, by the AR default:
+    each root's own flow q01/q99 (``stats``: one mapping for every root, or a list with one per root)."""
     per_root = list(stats) if isinstance(stats, list) else [stats] * len(roots)
     if len(per_root) != len(roots):
         raise ValueError(f"got {len(per_root)} stats for {len(roots)} datasets")
+    if ar is None:
+        names = [f"{i}:{r}" for i, r in enumerate(roots)]
+        ar = NormalizeAR.from_stats(dict(zip(names, per_root)))
+    elif names is None or len(names) != len(roots):
+        raise ValueError(
+            f"with an AR normaliser, name the dataset of each of the {len(roots)} roots (names=)"
+        )
     rng = np.random.default_rng(seed)
     chunks = []
-    for root, st in zip(roots, per_root):
+    for root, name in zip(roots, names):
         ds = wall_data.LeRobotDataset(root, action_horizon=horizon, cameras=[])
         idx = rng.choice(len(ds), size=min(len(ds), max_chunks // len(roots)), replace=False)
         rows = np.stack([ds.chunk_indices(int(i))[0] for i in idx])
-        chunks.append(normalize_tensor(torch.from_numpy(ds.arrays["action"][rows]), st["action"]))
+        chunks.append(ar.normalize(torch.from_numpy(ds.arrays["action"][rows]), name))
     # wall_tokenizer is numpy-only and fits on float64 chunks
     return wall_tokenizer.create(kind, **options).fit(torch.cat(chunks).numpy().astype(np.float64))
 
@@ -166,20 +197,22 @@ def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
     robots = _robot_datasets(cfg)
     stats = load_dataset_stats(robots)
     horizon = cfg.model.action_horizon
-    tok = None
-    if cfg.tokenizer.kind != "none" and cfg.objective.w_action_ce > 0:
-        if cfg.tokenizer.path:
-            tok = wall_tokenizer.load(cfg.tokenizer.path)
+    tok, ar, tc = None, None, cfg.tokenizer
+    if tc.kind != "none" and cfg.objective.w_action_ce > 0:
+        ar = ar_normalizer({n: d["root"] for n, d in robots.items()}, stats, tc.ar_quantiles)
+        if tc.path:  # a saved tokenizer must have been fitted on this AR normaliser's output
+            tok = wall_tokenizer.load(tc.path)
         else:
-            tc = cfg.tokenizer
-            roots = [d["root"] for d in robots.values()]
+            roots, names = [d["root"] for d in robots.values()], list(robots)
             tok = fit_action_tokenizer(
-                roots, [stats[n] for n in robots], horizon, tc.kind, tc.max_chunks, cfg.seed, **tc.options
-            )
+                roots, [stats[n] for n in robots], horizon, tc.kind, tc.max_chunks, cfg.seed, ar, names, **tc.options
+            )  # fmt: skip
     cfg.model.num_action_tokens = tok.vocab_size if tok is not None else 0
     torch.manual_seed(cfg.seed)
     model = WallVLA(cfg.model)
-    pipeline = build_pipeline(model, stats=stats, action_tokenizer=tok, embodiments=_embodiments(robots))
+    pipeline = build_pipeline(
+        model, stats=stats, action_tokenizer=tok, embodiments=_embodiments(robots), ar_normalizer=ar
+    )
     dm = WallDataModule(
         cfg.data.datasets, pipeline, cfg.data.batch_size, cfg.data.num_workers, horizon, cfg.model.cameras,
         cfg.seed, cfg.optim.max_steps,
@@ -197,6 +230,8 @@ def train(
             "(a run of no steps would export an untrained policy)"
         )
     resume = check_resume_path(cfg.resume) if cfg.resume else None  # before anything is read or fetched
+    if resume is not None:
+        verify_checkpoint(resume, required=cfg.resume_verify)  # its .sha256, before torch reads a byte
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.out_dir)
     model, pipeline, dm = build(cfg)  # fills derived keys (model.num_action_tokens) as the first run did
@@ -224,11 +259,14 @@ def train(
     ckpt = ModelCheckpoint(
         dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint_every, save_last=True, save_top_k=0
     )
+    prec = trainer_precision(tc.precision)
+    plugins = [*prec.pop("plugins", []), ChecksumCheckpointIO()]  # every checkpoint gets its .sha256
     trainer = L.Trainer(
         max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
-        **trainer_precision(tc.precision), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
+        **prec, gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
         enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
         callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
+        plugins=plugins,
     )  # fmt: skip
     # weights_only=True: the checkpoint is unpickled only as tensors and plain containers
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
