@@ -72,13 +72,13 @@ class WallPolicy:
     @torch.no_grad()
     def infer_batch(self, observations: list[dict[str, Any]]) -> np.ndarray:
         """B observations of one robot -> actions float32 [B, H, A_robot] in the robot's units."""
-        batch = self.pipeline([{k: v for k, v in o.items() if k not in TARGETS} for o in observations])
-        batch = batch.to(self.device)
+        obs = [{k: v for k, v in o.items() if k not in TARGETS} for o in observations]
+        batch = self.pipeline(obs).to(self.device)
         if self.mode == "flow":
             norm = self._flow_chunk(batch)
         else:
             norm = self._discrete_chunk(batch)
-        out = self.pipeline.postprocess(norm.cpu(), batch.dataset)
+        out = self.pipeline.postprocess(norm.cpu(), batch.dataset, self.pipeline.raw_states(obs))
         if isinstance(out, list):
             raise ValueError("infer_batch takes observations of one robot; call it once per robot")
         return out.numpy()
@@ -129,6 +129,21 @@ class WallPolicy:
 
     def reset(self) -> None:
         """Nothing to reset (the policy keeps no per-episode state)."""
+
+    def contract(self) -> dict[str, Any] | None:
+        """``{robot name: wall_robots.ObservationContract}``, one per robot (dataset) this policy drives, as
+        :class:`wall_robots.PolicyServer` publishes and checks them (None when the pipeline has no contract
+        step). An observation names its robot under ``dataset`` (optional for a single-robot policy)."""
+        from .contract import pipeline_contracts
+
+        return pipeline_contracts(self.pipeline)
+
+    @property
+    def key_map(self) -> dict[str, str]:
+        """Sender names this policy's pipeline renames (openpi's ``observation/image`` ...) -> ours."""
+        from .contract import pipeline_key_map
+
+        return pipeline_key_map(self.pipeline)
 
     # --- persistence -----------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:

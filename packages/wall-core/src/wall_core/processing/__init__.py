@@ -26,6 +26,7 @@ from .keys import BUILTIN_KEY_MAPS, KeyMapping, ObservationContract
 from .layout import CropToEmbodiment, PadToEmbodiment, embodiment_from_stats
 from .normalize import Normalize, Unnormalize, normalize_tensor, unnormalize_tensor
 from .pipeline import Pipeline
+from .relative import ToAbsoluteActions, ToRelativeActions, relative_dims, relative_stats
 from .tokenize import DefaultPrompt, PromptTokenizer
 
 __all__ = [
@@ -48,11 +49,15 @@ __all__ = [
     "PromptTokenizer",
     "Sample",
     "SampleStep",
+    "ToAbsoluteActions",
+    "ToRelativeActions",
     "Unnormalize",
     "build_pipeline",
     "embodiment_from_stats",
     "normalize_tensor",
     "register_step",
+    "relative_dims",
+    "relative_stats",
     "to_model_image",
     "unnormalize_tensor",
 ]

@@ -15,6 +15,7 @@ from .keys import ACTION, STATE, KeyMapping, ObservationContract
 from .layout import CropToEmbodiment, PadToEmbodiment, embodiment_from_stats
 from .normalize import Normalize, Unnormalize
 from .pipeline import Pipeline
+from .relative import ToAbsoluteActions, ToRelativeActions
 from .tokenize import DefaultPrompt, PromptTokenizer
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ def build_pipeline(
     max_answer_tokens: int = 256,
     on_long_answer: str = "skip",
     prompt: PromptTokenizer | None = None,
+    relative: Mapping[str, wall_data.RelativeActions] | None = None,
 ) -> Pipeline:
     """The whole pre/post-processing of a :class:`WallVLA`.
 
@@ -76,15 +78,23 @@ def build_pipeline(
         norm_mode, clamp: normalisation rule (see :mod:`wall_core.processing.normalize`).
         max_prompt_tokens, max_answer_tokens, on_long_answer: text limits in tokens (see :class:`DefaultPrompt`).
         prompt: a tokenisation step replacing :class:`DefaultPrompt` (another prompt format).
+        relative: ``{dataset: RelativeActions}`` for datasets trained on delta-from-state actions (their
+            ``stats["action"]`` must be relative-chunk stats, see :func:`~wall_core.processing.relative_stats`).
 
-    Returns: a :class:`Pipeline` with inputs KeyMapping -> ObservationContract -> ImageConversion ->
-    Normalize -> PadToEmbodiment -> (prompt step) -> Collate, and outputs CropToEmbodiment -> Unnormalize.
+    Returns: a :class:`Pipeline` with inputs KeyMapping -> ObservationContract -> (ToRelativeActions) ->
+    ImageConversion -> Normalize -> PadToEmbodiment -> (prompt step) -> Collate, and outputs
+    CropToEmbodiment -> Unnormalize -> (ToAbsoluteActions).
     """
     cfg, bb = model.config, model.backbone
     if action_tokenizer is not None and action_tokenizer.vocab_size > cfg.num_action_tokens:
         raise ValueError(f"the action tokenizer has {action_tokenizer.vocab_size} ids but the model reserves "
                          f"num_action_tokens={cfg.num_action_tokens}; build the model with the tokenizer's size")  # fmt: skip
     specs = _embodiments(stats, embodiments)
+    unknown = sorted(set(relative or {}) - set(specs))
+    if unknown:
+        raise PipelineKeyError(
+            f"relative actions given for {unknown}, which are not robot datasets: {sorted(specs)}"
+        )
     if default_dataset is None and len(specs) == 1:
         default_dataset = next(iter(specs))
     size = (cfg.image_size, cfg.image_size)
@@ -97,6 +107,7 @@ def build_pipeline(
     inputs = [
         KeyMapping.from_presets(key_maps, cfg.cameras, default_dataset),
         ObservationContract(cfg.cameras, cfg.action_horizon, robots),
+        *([ToRelativeActions(relative)] if relative else []),
         ImageConversion(cfg.cameras, size),
         Normalize(robot_stats, mode=norm_mode, clamp=clamp),
         PadToEmbodiment(cfg.state_dim, cfg.action_dim, cfg.action_horizon, specs),
@@ -106,5 +117,6 @@ def build_pipeline(
     outputs = [
         CropToEmbodiment(cfg.state_dim, cfg.action_dim, specs),
         Unnormalize(robot_stats, mode=norm_mode),
+        *([ToAbsoluteActions(relative)] if relative else []),
     ]
     return Pipeline(inputs, outputs)

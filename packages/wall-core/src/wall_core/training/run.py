@@ -20,7 +20,8 @@ import wall_tokenizer
 from ..model import WallVLA, WallVLAConfig
 from ..objective import WallObjective
 from ..policy import WallPolicy
-from ..processing import Pipeline, build_pipeline, normalize_tensor
+from ..processing import Pipeline, build_pipeline, embodiment_from_stats, normalize_tensor
+from ..processing.relative import relative_dims, relative_stats
 from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
 from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
@@ -44,8 +45,13 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DataConfig:
     # each: {root, kind: lerobot|vqa, weight, name, stats (a stats.json; default root/meta/stats.json),
-    #        embodiment (a name in wall_data.default_registry(); default: packed from the stats' dims)}
+    #        embodiment (a name in wall_data.default_registry(); default: packed from the stats' dims),
+    #        relative_actions (true: joints as deltas from the state, grippers absolute; or a list of
+    #        action dim names; the action stats are recomputed on relative chunks)}
     datasets: list[dict[str, Any]] = field(default_factory=list)
+    # packed: each robot's dims from index 0 (or its spec's slots); canonical: named fields in the
+    # 26-D canonical layout (wall_data.canonical_registry; every robot dataset names its embodiment)
+    layout: str = "packed"
     batch_size: int = 16
     num_workers: int = 0
 
@@ -56,6 +62,10 @@ class TokenizerConfig:
     path: str | None = None  # a saved tokenizer to reuse instead of fitting
     options: dict[str, Any] = field(default_factory=lambda: {"scale": 10, "vocab_size": 512})
     max_chunks: int = 4000
+    # shared: one tokenizer over every robot dataset (their action dims must agree); per_embodiment: one per
+    # robot dataset (fewer tokens per chunk at equal error, benchmarks/tokenizer_embodiments.py); auto: shared
+    # for one robot dataset, per_embodiment for several
+    layout: str = "auto"
 
 
 @dataclass
@@ -127,6 +137,26 @@ def load_dataset_stats(robots: dict[str, dict[str, Any]]) -> dict[str, dict[str,
     }
 
 
+def _normalised_chunks(
+    root: str,
+    stats: Mapping[str, wall_data.FeatureStats],
+    horizon: int,
+    n: int,
+    rng: np.random.Generator,
+    relative: wall_data.RelativeActions | None,
+) -> np.ndarray:
+    """Up to ``n`` random action chunks float64 [n, H, A] of a LeRobot dataset, made relative to the chunk's
+    first state when ``relative`` is given, then normalised with ``stats["action"]`` by the pipeline's rule."""
+    ds = wall_data.LeRobotDataset(root, action_horizon=horizon, cameras=[])
+    idx = rng.choice(len(ds), size=min(len(ds), n), replace=False)
+    rows = np.stack([ds.chunk_indices(int(i))[0] for i in idx])
+    chunk = torch.from_numpy(ds.arrays["action"][rows])
+    if relative is not None:
+        chunk = relative.encode(chunk, torch.from_numpy(ds.arrays["observation.state"][idx]).to(chunk.dtype))
+    # wall_tokenizer is numpy-only and fits on float64 chunks
+    return normalize_tensor(chunk, stats["action"]).numpy().astype(np.float64)
+
+
 def fit_action_tokenizer(
     roots: list[str],
     stats: Mapping[str, wall_data.FeatureStats] | list[Mapping[str, wall_data.FeatureStats]],
@@ -134,27 +164,81 @@ def fit_action_tokenizer(
     kind: str = "fast",
     max_chunks: int = 4000,
     seed: int = 0,
+    relative: list[wall_data.RelativeActions | None] | None = None,
+    names: list[str] | None = None,
     **options: Any,
 ) -> wall_tokenizer.ActionTokenizer:
     """Fit a tokenizer on action chunks [N, H, A] drawn from LeRobot datasets, each normalised with its own
-    stats (``stats``: one mapping for every root, or a list with one per root) by the pipeline's rule."""
+    stats (``stats``: one mapping for every root, or a list with one per root) by the pipeline's rule;
+    ``relative``: per root, its relative-action option (or None). ``names`` (one per root): fit one
+    tokenizer per dataset, returned as a :class:`wall_tokenizer.PerEmbodimentTokenizer` keyed by them;
+    without names the datasets share one tokenizer (one action dim required)."""
     per_root = list(stats) if isinstance(stats, list) else [stats] * len(roots)
-    if len(per_root) != len(roots):
-        raise ValueError(f"got {len(per_root)} stats for {len(roots)} datasets")
+    rel = list(relative) if relative is not None else [None] * len(roots)
+    if not len(per_root) == len(rel) == len(roots):
+        raise ValueError(
+            f"got {len(per_root)} stats and {len(rel)} relative options for {len(roots)} datasets"
+        )
     rng = np.random.default_rng(seed)
-    chunks = []
-    for root, st in zip(roots, per_root):
-        ds = wall_data.LeRobotDataset(root, action_horizon=horizon, cameras=[])
-        idx = rng.choice(len(ds), size=min(len(ds), max_chunks // len(roots)), replace=False)
-        rows = np.stack([ds.chunk_indices(int(i))[0] for i in idx])
-        chunks.append(normalize_tensor(torch.from_numpy(ds.arrays["action"][rows]), st["action"]))
-    # wall_tokenizer is numpy-only and fits on float64 chunks
-    return wall_tokenizer.create(kind, **options).fit(torch.cat(chunks).numpy().astype(np.float64))
+    n = max_chunks // len(roots)
+    chunks = [_normalised_chunks(r, st, horizon, n, rng, o) for r, st, o in zip(roots, per_root, rel)]
+    if names is not None:
+        if len(names) != len(roots):
+            raise ValueError(f"got {len(names)} names for {len(roots)} datasets")
+        return wall_tokenizer.PerEmbodimentTokenizer.fit_each(dict(zip(names, chunks)), kind, **options)
+    dims = sorted({c.shape[-1] for c in chunks})
+    if len(dims) > 1:
+        raise ValueError(
+            f"one shared action tokenizer needs one action dim, these datasets have {dims}; fit one per "
+            "embodiment (tokenizer.layout=per_embodiment, or pass names=)"
+        )
+    return wall_tokenizer.create(kind, **options).fit(np.concatenate(chunks))
 
 
-def _embodiments(robots: dict[str, dict[str, Any]]) -> dict[str, wall_data.EmbodimentSpec]:
-    reg = wall_data.default_registry()
+def _embodiments(cfg: TrainConfig, robots: dict[str, dict[str, Any]]) -> dict[str, wall_data.EmbodimentSpec]:
+    """``{dataset: spec}`` of the robot datasets that name an ``embodiment`` (all of them in the canonical
+    layout, placed in the model's state/action widths)."""
+    layout = cfg.data.layout
+    if layout == "packed":
+        reg = wall_data.default_registry()
+    elif layout == "canonical":
+        missing = sorted(n for n, d in robots.items() if not d.get("embodiment"))
+        if missing:
+            raise ValueError(
+                f"data.layout=canonical places named fields: datasets {missing} need an 'embodiment' "
+                f"(one of {wall_data.default_registry().names()})"
+            )
+        names = sorted({d["embodiment"] for d in robots.values()})
+        reg = wall_data.canonical_registry(cfg.model.state_dim, cfg.model.action_dim, robots=names)
+    else:
+        raise ValueError(f"data.layout must be 'packed' or 'canonical', got {layout!r}")
     return {name: reg.get(d["embodiment"]) for name, d in robots.items() if d.get("embodiment")}
+
+
+def _relative(
+    robots: dict[str, dict[str, Any]],
+    specs: Mapping[str, wall_data.EmbodimentSpec],
+    stats: dict[str, dict[str, wall_data.FeatureStats]],
+    horizon: int,
+) -> dict[str, wall_data.RelativeActions]:
+    """``{dataset: RelativeActions}`` of the datasets with ``relative_actions``; their ``stats["action"]``
+    is replaced (in place) by the statistics of relative chunks."""
+    out = {}
+    for name, d in robots.items():
+        if d.get("relative_actions"):
+            spec = specs.get(name) or embodiment_from_stats(name, stats[name])
+            out[name] = relative_dims(spec, d["relative_actions"])
+            stats[name] = {**stats[name], "action": relative_stats(d["root"], out[name], horizon)}
+    return out
+
+
+def _tokenizer_names(layout: str, robots: Mapping[str, Any]) -> list[str] | None:
+    """Dataset names to fit one tokenizer each for (None: one shared tokenizer), by ``tokenizer.layout``."""
+    if layout not in ("auto", "shared", "per_embodiment"):
+        raise ValueError(f"tokenizer.layout must be auto, shared or per_embodiment, got {layout!r}")
+    if layout == "per_embodiment" or (layout == "auto" and len(robots) > 1):
+        return list(robots)
+    return None
 
 
 def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
@@ -162,6 +246,8 @@ def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
     robots = _robot_datasets(cfg)
     stats = load_dataset_stats(robots)
     horizon = cfg.model.action_horizon
+    specs = _embodiments(cfg, robots)
+    relative = _relative(robots, specs, stats, horizon)
     tok = None
     if cfg.tokenizer.kind != "none" and cfg.objective.w_action_ce > 0:
         if cfg.tokenizer.path:
@@ -170,12 +256,13 @@ def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
             tc = cfg.tokenizer
             roots = [d["root"] for d in robots.values()]
             tok = fit_action_tokenizer(
-                roots, [stats[n] for n in robots], horizon, tc.kind, tc.max_chunks, cfg.seed, **tc.options
-            )
+                roots, [stats[n] for n in robots], horizon, tc.kind, tc.max_chunks, cfg.seed,
+                relative=[relative.get(n) for n in robots], names=_tokenizer_names(tc.layout, robots), **tc.options,
+            )  # fmt: skip
     cfg.model.num_action_tokens = tok.vocab_size if tok is not None else 0
     torch.manual_seed(cfg.seed)
     model = WallVLA(cfg.model)
-    pipeline = build_pipeline(model, stats=stats, action_tokenizer=tok, embodiments=_embodiments(robots))
+    pipeline = build_pipeline(model, stats=stats, action_tokenizer=tok, embodiments=specs, relative=relative)
     dm = WallDataModule(
         cfg.data.datasets, pipeline, cfg.data.batch_size, cfg.data.num_workers, horizon, cfg.model.cameras,
         cfg.seed, cfg.optim.max_steps,
