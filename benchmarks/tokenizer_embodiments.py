@@ -99,7 +99,8 @@ def compare(data: dict[str, tuple[np.ndarray, np.ndarray]], vocab: int, scale: f
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv``, record or read the demos, compare the choices; prints and returns the results."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--metaworld", type=Path, help="a MetaWorld demo dataset (default: record one)")
     p.add_argument("--aloha", type=Path, help="an ALOHA demo dataset (default: record one)")
@@ -108,7 +109,7 @@ def main() -> None:
     p.add_argument("--vocab", type=int, default=512)
     p.add_argument("--scale", type=float, default=10.0)
     p.add_argument("--quick", action="store_true", help="record 3 episodes per task")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         roots = {"metaworld": args.metaworld, "aloha": args.aloha}
         if roots["metaworld"] is None or roots["aloha"] is None:
@@ -123,8 +124,14 @@ def main() -> None:
         for n in data
     ]
     cfg = {"horizon": args.horizon, "vocab": args.vocab, "scale": args.scale}
-    emit("tokenizer_embodiments", {"machine": machine_info(), "config": cfg, "chunks": counts, "results": res},
-         rows, ["choice", "robot", "tokens/chunk", "rmse", "max_err", "valid", "fit_s"])  # fmt: skip
+    out = {"machine": machine_info(), "config": cfg, "chunks": counts, "results": res}
+    emit(
+        "tokenizer_embodiments",
+        out,
+        rows,
+        ["choice", "robot", "tokens/chunk", "rmse", "max_err", "valid", "fit_s"],
+    )
+    return out
 
 
 if __name__ == "__main__":

@@ -118,3 +118,11 @@ def test_relative_stats_are_those_of_relative_chunks(tmp_path):
     # relative dim 0: a_{t+k} - s_t = 1 + k for k < 3 inside an episode -> values 1, 2, 3
     assert st.min[0] == pytest.approx(1.0) and st.max[0] == pytest.approx(3.0)
     assert st.min[1] == pytest.approx(100.0) and st.max[1] == pytest.approx(105.0)  # absolute dim untouched
+
+
+def test_a_flipped_camera_view_is_accepted(multi):
+    pipe, _ = multi
+    img = np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3)
+    obs = {**_obs("metaworld", np.zeros(39)), "observation.images.corner": img[::-1]}  # negative strides
+    plain = {**obs, "observation.images.corner": np.ascontiguousarray(img[::-1])}
+    torch.testing.assert_close(pipe([obs]).images, pipe([plain]).images)

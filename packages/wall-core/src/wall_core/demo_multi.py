@@ -174,7 +174,9 @@ def success_table(results: dict[str, dict[str, dict[str, list[float]]]]) -> str:
                 cells.append("—")
                 continue
             spread = f" ± {100 * np.std(rates):.0f}" if len(rates) > 1 else ""
-            cells.append(f"{100 * np.mean(rates):.0f}%{spread} ({len(rates)} seeds)")
+            cells.append(
+                f"{100 * np.mean(rates):.0f}%{spread} ({len(rates)} seed{'s' if len(rates) > 1 else ''})"
+            )
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -197,7 +197,10 @@ class AlohaEnv:
         }
         if self.image_size and render:
             s = int(self.image_size)
-            out[self.image_key] = self.physics.render(height=s, width=s, camera_id=self.camera)
+            # dm_control returns a flipped view (negative strides); consumers get a plain array
+            out[self.image_key] = np.ascontiguousarray(
+                self.physics.render(height=s, width=s, camera_id=self.camera)
+            )
         return out
 
     def step(
