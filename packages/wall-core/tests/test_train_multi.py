@@ -38,7 +38,7 @@ def roots(tmp_path_factory):
 
 def test_fitting_one_tokenizer_per_robot_on_mixed_dims(roots):
     stats = [wd.load_stats(r / "meta" / "stats.json") for r in roots.values()]
-    tok = fit_action_tokenizer([str(r) for r in roots.values()], stats, 4, "fast", 200, names=list(roots),
+    tok = fit_action_tokenizer([str(r) for r in roots.values()], stats, 4, "fast", 200, names=list(roots), per_embodiment=True,
                                scale=10, vocab_size=128)  # fmt: skip
     assert isinstance(tok, wt.PerEmbodimentTokenizer)
     assert tok.get("arm").action_dim == 8 and tok.get("aloha").action_dim == 14

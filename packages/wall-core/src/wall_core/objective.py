@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wall_flow import FlowMatching
+from wall_flow import FlowMatching, Generators
 
 __all__ = ["CE_MODES", "TERMS", "ObjectiveOutput", "WallObjective", "loss_terms", "terms_by_dataset"]
 TERMS = ("text_ce", "action_ce", "flow")
@@ -144,8 +144,9 @@ class WallObjective(nn.Module):
             loss_space="velocity" if self.flow_space == "velocity" else "action", reduction=fm.reduction
         )
 
-    def outputs(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> Any:
-        """The model's outputs for the enabled terms (flow times/noise from ``generator`` when given; with
+    def outputs(self, model: nn.Module, batch: Any, generator: Generators = None) -> Any:
+        """The model's outputs for the enabled terms (flow times/noise from ``generator`` when given: one
+        generator, or one per batch row (see :meth:`wall_flow.FlowMatching.draw`); with
         ``rtc_max_delay`` > 0 the model is asked for training-time RTC clean prefixes)."""
         rtc = {"rtc_max_delay": self.rtc_max_delay} if self.rtc_max_delay > 0 else {}
         return model(
@@ -173,15 +174,11 @@ class WallObjective(nn.Module):
         parts.update({k: self.weights[k] * v for k, v in flow.items()})
         return parts, terms
 
-    def terms(
-        self, model: nn.Module, batch: Any, generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
+    def terms(self, model: nn.Module, batch: Any, generator: Generators = None) -> dict[str, Tensor]:
         """Unweighted terms (per-kind mean CE, flow). With ``generator``, flow times and noise are drawn from it."""
         return loss_terms(self.outputs(model, batch, generator), self._flow(model), self._need())
 
-    def forward(
-        self, model: nn.Module, batch: Any, generator: torch.Generator | None = None
-    ) -> ObjectiveOutput:
+    def forward(self, model: nn.Module, batch: Any, generator: Generators = None) -> ObjectiveOutput:
         """Loss (scalar) and detached unweighted terms for one batch."""
         out = self.outputs(model, batch, generator)
         parts, terms = self.weighted(model, out)

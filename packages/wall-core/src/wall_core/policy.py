@@ -13,10 +13,12 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_model, save_model
 from torch import Tensor
 
+from wall_flow import rtc_sample
 from wall_robots.robot import UnsafeActionError
 
 from .model import WallBatch, WallVLA, WallVLAConfig
-from .processing import Pipeline
+from .processing import PadToEmbodiment, Pipeline
+from .processing.layout import hold_sources
 
 __all__ = ["WallPolicy"]
 logger = logging.getLogger(__name__)
@@ -27,9 +29,23 @@ class WallPolicy:
     """``infer(obs) -> {"actions": [H, A_robot]}`` in the robot's own units.
 
     ``mode="flow"`` (default) samples the action expert with ``num_steps`` Euler steps over a cached prefix;
-    ``mode="discrete"`` decodes action tokens through the LM head. Observations go through the same pipeline
-    as training samples (training targets in them are ignored); the robot is the observation's ``dataset``
-    (or the pipeline's default dataset for a single-robot policy).
+    ``mode="discrete"`` decodes action tokens through the LM head, unnormalised with the pipeline's AR
+    normaliser. Observations go through the same pipeline as training samples (training targets in them are
+    ignored); the robot is the observation's ``dataset`` (or the pipeline's default dataset for a single-robot
+    policy).
+
+    A discrete decode that is invalid is retried ``discrete_retries`` times by sampling at
+    ``retry_temperature``; a row still invalid is never executed, it becomes (``on_invalid``):
+    ``"flow"`` the flow chunk; ``"refuse"`` nothing (raises ``wall_robots.UnsafeActionError``, which the
+    evaluation runner counts); ``"hold"`` a chunk that keeps the robot where it is: every step repeats the
+    observation's state for the absolute-position action dims (named like a state dim in the robot's
+    ``EmbodimentSpec``) and is 0 for its delta dims (``spec.meta["delta_actions"]``); a robot whose spec cannot
+    say is a ValueError here. Counts land in :attr:`discrete_counts` (``invalid`` greedy decodes,
+    ``retried_valid``, ``flow_fallback``, ``refused``, ``held``).
+
+    Real-time chunking: ``infer(obs, prefix_actions, delay)`` samples the next chunk guided so that its first
+    ``delay`` actions agree with ``prefix_actions`` (the previous chunk's actions that still execute while this
+    one is computed; :func:`wall_flow.rtc_sample`, guidance-weight clip ``guidance_weight``, Euler only).
     """
 
     def __init__(
@@ -43,26 +59,35 @@ class WallPolicy:
         discrete_retries: int = 3,
         retry_temperature: float = 0.7,
         on_invalid: str = "flow",
+        guidance_weight: float = 5.0,
     ) -> None:
         if mode not in ("flow", "discrete"):
             raise ValueError(f"mode must be 'flow' or 'discrete', got {mode!r}")
-        if on_invalid not in ("flow", "refuse"):
+        if on_invalid not in ("flow", "refuse", "hold"):
             raise ValueError(
-                f"on_invalid must be 'flow' (use the flow chunk) or 'refuse', got {on_invalid!r}"
+                f"on_invalid must be 'flow' (use the flow chunk), 'refuse' or 'hold', got {on_invalid!r}"
             )
+        if on_invalid == "hold":
+            for spec in pipeline.find(PadToEmbodiment).embodiments.values():
+                try:
+                    hold_sources(spec)
+                except ValueError as e:
+                    raise ValueError(f"on_invalid='hold' is not possible: {e}") from e
         if discrete_retries < 0 or retry_temperature <= 0:
             raise ValueError("need discrete_retries >= 0 and retry_temperature > 0")
+        if not guidance_weight >= 0:
+            raise ValueError(f"guidance_weight (the RTC clip beta) must be >= 0, got {guidance_weight}")
+        self.guidance_weight = float(guidance_weight)
         self.model, self.pipeline = model.eval(), pipeline
         self.num_steps, self.method, self.mode = num_steps, method, mode
         self.generator = torch.Generator().manual_seed(seed)
         # discrete decoding: greedy first; an invalid decode is retried by sampling (the paper retries up to 3
-        # times at temperature 0.7); still invalid -> the flow chunk ("flow") or refused ("refuse": raises
-        # wall_robots.UnsafeActionError, which the evaluation runner counts and never executes)
+        # times at temperature 0.7); still invalid -> on_invalid (see the class docstring)
         self.discrete_retries, self.retry_temperature, self.on_invalid = (
             discrete_retries, retry_temperature, on_invalid
         )  # fmt: skip
         self.invalid_chunks = 0  # greedy decodes that were invalid
-        self.discrete_counts = {"invalid": 0, "retried_valid": 0, "flow_fallback": 0, "refused": 0}
+        self.discrete_counts = {"invalid": 0, "retried_valid": 0, "flow_fallback": 0, "refused": 0, "held": 0}
 
     @property
     def device(self) -> torch.device:
@@ -70,28 +95,86 @@ class WallPolicy:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def infer_batch(self, observations: list[dict[str, Any]]) -> np.ndarray:
-        """B observations of one robot -> actions float32 [B, H, A_robot] in the robot's units."""
+    def infer_batch(
+        self, observations: list[dict[str, Any]], prefix_actions: Any = None, delay: int = 0
+    ) -> np.ndarray:
+        """B observations of one robot -> actions float32 [B, H, A_robot] in the robot's units.
+
+        ``prefix_actions`` [B, P, A_robot] (robot units, ``delay <= P <= H``) with ``delay`` >= 1: RTC-guided
+        sampling (see the class doc). ``delay = 0`` samples exactly as without a prefix (nothing is frozen).
+        """
         obs = [{k: v for k, v in o.items() if k not in TARGETS} for o in observations]
         batch = self.pipeline(obs).to(self.device)
+        states = self.pipeline.raw_states(obs)  # for relative actions (None when no step reads them)
+        held = torch.zeros(batch.batch_size, dtype=torch.bool)
+        prefix = None if prefix_actions is None else self._prefix(prefix_actions, delay, batch, states)
+        if prefix is None and delay:
+            raise ValueError(f"delay={delay} needs prefix_actions (the previous chunk's remaining actions)")
         if self.mode == "flow":
-            norm = self._flow_chunk(batch)
+            norm = self._flow_chunk(batch, prefix if delay > 0 else None, delay)
+        elif prefix is not None:
+            raise ValueError(
+                "prefix_actions (real-time chunking) need mode='flow'; the discrete head has no RTC"
+            )
         else:
-            norm = self._discrete_chunk(batch)
-        out = self.pipeline.postprocess(norm.cpu(), batch.dataset, self.pipeline.raw_states(obs))
+            norm, held = self._discrete_chunk(batch)
+        out = self.pipeline.postprocess(norm.cpu(), batch.dataset, states)
         if isinstance(out, list):
             raise ValueError("infer_batch takes observations of one robot; call it once per robot")
+        if bool(held.any()):
+            rows = held.nonzero()[:, 0].tolist()
+            out[held] = self.pipeline.hold_actions([observations[i] for i in rows]).to(out.dtype)
         return out.numpy()
 
-    def _flow_chunk(self, batch: WallBatch) -> Tensor:
-        """Normalised padded flow chunk [B, H, A] from the policy's generator."""
-        cfg = self.model.config
-        noise = torch.randn(batch.batch_size, cfg.action_horizon, cfg.action_dim, generator=self.generator)
-        return self.model.predict_actions(batch, self.num_steps, self.method, noise=noise.to(self.device))
+    def _prefix(self, prefix_actions: Any, delay: int, batch: WallBatch, states: Any = None) -> Tensor:
+        """Check robot-unit ``prefix_actions`` [B, P, A_robot] and map them to the normalised padded space."""
+        H, B = self.model.config.action_horizon, batch.batch_size
+        p = torch.as_tensor(np.asarray(prefix_actions, dtype=np.float32))
+        dataset = batch.dataset[0] if batch.dataset else None
+        zeros = torch.zeros(1, 1, self.model.config.action_dim)
+        a_robot = self.pipeline.postprocess(zeros, dataset, None if states is None else states[:1])
+        assert isinstance(a_robot, Tensor)
+        A = a_robot.shape[-1]
+        if not isinstance(delay, int) or not 0 <= delay <= H:
+            raise ValueError(f"delay must be an int in [0, action_horizon={H}], got {delay!r}")
+        if p.dim() != 3 or p.shape[0] != B or p.shape[2] != A or not delay <= p.shape[1] <= H:
+            raise ValueError(
+                f"prefix_actions must be [P, A_robot={A}] per observation with delay={delay} <= P <= "
+                f"action_horizon={H} (the previous chunk's actions still to run, robot units); got "
+                f"{list(p.shape[1:]) if p.dim() == 3 else list(p.shape)}"
+            )
+        if not bool(torch.isfinite(p).all()):
+            raise ValueError(
+                "prefix_actions contain NaN or inf; pass the finite actions the robot will execute"
+            )
+        return self.pipeline.preprocess_actions(p, dataset, states).to(self.device)
 
-    def _discrete_chunk(self, batch: WallBatch) -> Tensor:
-        """Normalised padded chunk [B, H, A] from action tokens; invalid rows retried, then handled by
-        ``on_invalid``. Counts land in :attr:`discrete_counts`."""
+    def _flow_chunk(self, batch: WallBatch, prefix: Tensor | None = None, delay: int = 0) -> Tensor:
+        """Normalised padded flow chunk [B, H, A] from the policy's generator; RTC-guided when ``prefix``
+        (normalised padded [B, P, A]) is given with ``delay`` >= 1."""
+        cfg, model = self.model.config, self.model
+        noise = torch.randn(batch.batch_size, cfg.action_horizon, cfg.action_dim, generator=self.generator)
+        noise = noise.to(self.device)
+        if prefix is None:
+            return model.predict_actions(batch, self.num_steps, self.method, noise=noise)
+        if (self.method or model.flow.solver) != "euler":
+            raise ValueError(f"real-time chunking samples with Euler steps; this policy uses {self.method!r}")
+        cache = model.prefix_forward(batch)
+        dm = batch.dof_mask.to(noise.dtype)
+        dm2 = dm if dm.dim() == 2 else dm[:, 0]
+
+        def velocity(x: Tensor, t: Tensor) -> Tensor:
+            return model.flow_forward(x, t, cache, batch.dof_mask)
+
+        x = rtc_sample(
+            velocity, noise, prefix, delay, beta=self.guidance_weight,
+            num_steps=self.num_steps or model.flow.num_steps, t1=model.flow.t_end, dof_mask=dm2,
+        )  # fmt: skip
+        return x * (dm if dm.dim() == 3 else dm[:, None, :])
+
+    def _discrete_chunk(self, batch: WallBatch) -> tuple[Tensor, Tensor]:
+        """(normalised padded chunk [B, H, A] from action tokens, held bool [B]: rows to replace by the hold
+        chunk); invalid rows retried, then handled by ``on_invalid``. Counts land in :attr:`discrete_counts`."""
         codes = self.model.generate_action_tokens(batch, max_new_tokens=256)
         norm, valid = self.pipeline.decode_action_tokens(codes, batch.dataset)
         n_bad = int((~valid).sum())
@@ -111,7 +194,7 @@ class WallPolicy:
             valid |= fixed
             self.discrete_counts["retried_valid"] += int(fixed.sum())
         if bool(valid.all()):
-            return norm
+            return norm, ~valid.cpu()
         rows = (~valid).nonzero()[:, 0]
         if self.on_invalid == "refuse":
             self.discrete_counts["refused"] += len(rows)
@@ -119,13 +202,22 @@ class WallPolicy:
                 f"discrete decoding gave no valid chunk for {len(rows)} row(s) after "
                 f"{self.discrete_retries} sampled retries; nothing was executed"
             )
+        if self.on_invalid == "hold":
+            self.discrete_counts["held"] += len(rows)
+            return norm, ~valid.cpu()
         self.discrete_counts["flow_fallback"] += len(rows)
         norm[rows] = self._flow_chunk(batch)[rows.to(self.device)].to(norm)
-        return norm
+        return norm, torch.zeros(len(valid), dtype=torch.bool)
 
-    def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
-        """One observation -> ``{"actions": float32 [H, A_robot]}``."""
-        return {"actions": self.infer_batch([obs])[0]}
+    def infer(self, obs: dict[str, Any], prefix_actions: Any = None, delay: int = 0) -> dict[str, Any]:
+        """One observation -> ``{"actions": float32 [H, A_robot]}``.
+
+        ``prefix_actions`` [P, A_robot] (robot units; the previous chunk's actions that still run, aligned with
+        the new chunk's steps 0..P-1, ``delay <= P <= H``) and ``delay`` d: the first d actions are guided to
+        the prefix (real-time chunking). ``delay = 0`` (with or without a prefix) is plain sampling.
+        """
+        prefix = None if prefix_actions is None else np.asarray(prefix_actions, dtype=np.float32)[None]
+        return {"actions": self.infer_batch([obs], prefix, delay)[0]}
 
     def reset(self) -> None:
         """Nothing to reset (the policy keeps no per-episode state)."""
@@ -155,7 +247,11 @@ class WallPolicy:
             OmegaConf.create(
                 {
                     "model": self.model.config.to_dict(),
-                    "policy": {"num_steps": self.num_steps, "method": self.method},
+                    "policy": {
+                        "num_steps": self.num_steps,
+                        "method": self.method,
+                        "guidance_weight": self.guidance_weight,
+                    },
                 }
             ),
             path / "config.yaml",

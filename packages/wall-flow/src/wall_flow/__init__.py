@@ -10,7 +10,7 @@ conditioned velocity callable), and modules (:class:`ActionExpert`, :class:`Acti
 from .attention import block_mask_from_dense, flex_joint_attention
 from .convention import from_openpi_time, from_openpi_velocity_fn, to_openpi_time, to_openpi_velocity
 from .losses import REDUCTIONS, broadcast_mask, flow_loss, masked_mean
-from .matching import FlowMatching
+from .matching import FlowMatching, Generators
 from .modules import (
     ActionExpert,
     ActionExpertLayer,
@@ -46,6 +46,7 @@ __all__ = [
     "BetaTimeSampler",
     "FlowMLPHead",
     "FlowMatching",
+    "Generators",
     "LinearPath",
     "LogitNormalTimeSampler",
     "PathSample",

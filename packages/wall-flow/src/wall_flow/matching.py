@@ -5,6 +5,10 @@ reduction) and the ODE sampler (solver, step count, end time). A policy calls :m
 training, :meth:`FlowMatching.loss` on its velocity prediction, and :meth:`FlowMatching.sample` at inference;
 nothing else in the toolkit draws flow times or noise or interpolates. Every random draw takes an optional
 ``torch.Generator`` so training steps are reproducible (a Lightning module passes a per-step generator).
+:meth:`FlowMatching.draw` also takes one generator per row (a sequence of ``B`` generators): each row's time,
+noise and RTC delay then depend only on its own generator, not on which other rows share the batch, so a
+data-parallel run (each process holding part of the global batch) draws exactly what one process holding the
+whole batch draws.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from .paths import LinearPath, PathSample
 from .solvers import SOLVERS, VelocityFn, sample
 from .timesamplers import BetaTimeSampler, TimeSampler
 
-__all__ = ["FlowMatching"]
+__all__ = ["FlowMatching", "Generators"]
+Generators = torch.Generator | Sequence[torch.Generator] | None  # one for the batch, or one per row
 
 
 class FlowMatching:
@@ -102,27 +107,54 @@ class FlowMatching:
     def draw(
         self,
         x1: Tensor,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         t: Tensor | None = None,
         noise: Tensor | None = None,
         rtc_max_delay: int | None = None,
     ) -> PathSample:
         """A training point for data ``x1`` [B, H, D]: times [B] then noise (in that order from ``generator``),
         unless given; returns ``PathSample(x_t, u, t, x0, x1)``. With ``rtc_max_delay`` > 0 the per-sample
-        delays d [B] are drawn last (``rtc_max_delay`` here overrides the constructor's) and ``x_t[:, :d] = x1[:, :d]``, ``prefix_mask`` [B, H] marks those steps."""
-        t = self.times(x1.shape[0], generator, x1.device) if t is None else t
-        x0 = self.noise(x1.shape, generator, x1.device, x1.dtype) if noise is None else noise
-        ps = self.path.sample(x0, x1, t)
+        delays d [B] are drawn last (``rtc_max_delay`` here overrides the constructor's) and
+        ``x_t[:, :d] = x1[:, :d]``, ``prefix_mask`` [B, H] marks those steps.
+
+        ``generator`` may be a sequence of B generators (one per row): row i's time, noise and delay are then
+        drawn from generator i alone (time, noise, delay in that order), independent of the other rows."""
         max_d = self.rtc_max_delay if rtc_max_delay is None else rtc_max_delay
-        if max_d > 0:
-            if max_d >= x1.shape[1]:
-                raise ValueError(f"rtc_max_delay={max_d} must be < action_horizon={x1.shape[1]}")
-            dev = x1.device if generator is None else generator.device
-            d = torch.randint(0, max_d + 1, (x1.shape[0],), generator=generator, device=dev)
+        if max_d > 0 and max_d >= x1.shape[1]:
+            raise ValueError(f"rtc_max_delay={max_d} must be < action_horizon={x1.shape[1]}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            t, x0, d = self._draw_rows(x1, list(generator), t, noise, max_d)
+        else:
+            t = self.times(x1.shape[0], generator, x1.device) if t is None else t
+            x0 = self.noise(x1.shape, generator, x1.device, x1.dtype) if noise is None else noise
+            d = None
+            if max_d > 0:
+                dev = x1.device if generator is None else generator.device
+                d = torch.randint(0, max_d + 1, (x1.shape[0],), generator=generator, device=dev)
+        ps = self.path.sample(x0, x1, t)
+        if d is not None:
             prefix = torch.arange(x1.shape[1], device=x1.device)[None, :] < d.to(x1.device)[:, None]
             ps.x_t = torch.where(prefix[:, :, None], x1, ps.x_t)
             ps.prefix_mask = prefix
         return ps
+
+    def _draw_rows(
+        self, x1: Tensor, gens: list[torch.Generator], t: Tensor | None, noise: Tensor | None, max_d: int
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Per-row draws: (t [B], x0 [B, H, D], delays [B] or None), row i from ``gens[i]`` only."""
+        if len(gens) != x1.shape[0]:
+            raise ValueError(f"got {len(gens)} per-row generators for a batch of {x1.shape[0]} rows")
+        ts, x0s, ds = [], [], []
+        for g in gens:
+            ts.append(self.times(1, g, x1.device))
+            x0s.append(self.noise(x1.shape[1:], g, x1.device, x1.dtype))
+            if max_d > 0:
+                ds.append(torch.randint(0, max_d + 1, (1,), generator=g, device=g.device))
+        return (
+            torch.cat(ts) if t is None else t,
+            torch.stack(x0s) if noise is None else noise,
+            torch.cat(ds) if ds else None,
+        )
 
     # --- loss ---------------------------------------------------------------------------------------------------
     def loss(

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from wall_flow import ActionExpert, BetaTimeSampler, FlowMatching, joint_attention
+from wall_flow import ActionExpert, BetaTimeSampler, FlowMatching, Generators, joint_attention
 
 from ..backbones import BackboneAdapter, create_backbone
 from .batch import WallBatch
@@ -269,14 +269,14 @@ class WallVLA(DecodingMixin, nn.Module):
         bridge_scale: float = 1.0,
         t: Tensor | None = None,
         noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         compute: tuple[str, ...] = COMPUTE,
         rtc_max_delay: int | None = None,
     ) -> WallOutput:
         """Training outputs for ``batch``. ``compute`` picks among "text_ce", "action_ce" and "flow"; flow
         times and noise come from ``t`` [B] / ``noise`` [B, H, A] or are drawn by ``self.flow`` (from
-        ``generator`` when given). ``rtc_max_delay`` (training-time RTC, see :class:`wall_flow.FlowMatching`)
-        gives each row a clean action prefix of d ~ U{0..max} steps, removed from ``action_loss_mask``."""
+        ``generator`` when given: one, or a sequence of B per-row generators). ``rtc_max_delay``
+        (training-time RTC, see :class:`wall_flow.FlowMatching`) gives each row a clean action prefix of d ~ U{0..max} steps, removed from ``action_loss_mask``."""
         unknown = set(compute) - set(COMPUTE)
         if unknown:
             raise ValueError(f"compute names {sorted(unknown)}; choose from {COMPUTE}")

@@ -143,6 +143,10 @@ class ActionStep(ProcessorStep):
     def __call__(self, actions: Tensor, dataset: str) -> Tensor:
         raise NotImplementedError
 
+    def inverse(self, actions: Tensor, dataset: str) -> Tensor:
+        """The step undone: ``actions [..., A']`` -> ``[..., A]`` (used to feed executed robot actions back)."""
+        raise NotImplementedError(f"{type(self).__name__} has no inverse; it cannot map robot actions back")
+
 
 def save_steps(steps: Sequence[ProcessorStep], root: Path, prefix: str) -> list[dict[str, Any]]:
     """Write each step's files/tensors under ``root/steps`` and return its ``pipeline.json`` entries."""

@@ -21,12 +21,15 @@ from .base import (
     ProcessorStep,
     Sample,
     SampleStep,
+    as_tensor,
     load_steps,
     read_manifest,
     save_steps,
 )
-from .keys import KeyMapping, ObservationContract
-from .layout import PadToEmbodiment
+from .keys import STATE, KeyMapping, ObservationContract
+from .layout import PadToEmbodiment, hold_action
+from .normalize import Normalize
+from .normalize_ar import NormalizeAR
 from .tokenize import PromptTokenizer
 
 __all__ = ["Pipeline"]
@@ -156,14 +159,58 @@ class Pipeline:
             out.append(torch.as_tensor(np.asarray(m["observation.state"], dtype=np.float32)))
         return out
 
+    def preprocess_actions(
+        self, actions: Tensor, dataset: str | None = None, state: Sequence[Tensor] | None = None
+    ) -> Tensor:
+        """Robot actions [B, P, A_robot] of one robot -> normalised padded [B, P, A]: the output steps undone
+        in reverse order (so ``postprocess(preprocess_actions(a)) == a`` up to float rounding). ``state``:
+        the observations' raw states (:meth:`raw_states`), for steps that read them (relative actions)."""
+        (name,) = self._datasets(dataset, 1)
+        x = actions.to(torch.float32)
+        rows = None if state is None else torch.stack([torch.as_tensor(s) for s in state])
+        for step in reversed(self.outputs):
+            if getattr(step, "needs_state", False):
+                x = step.inverse(x, name, state=rows)  # type: ignore[attr-defined]
+            else:
+                x = step.inverse(x, name)  # type: ignore[attr-defined]
+        return x
+
     def decode_action_tokens(
         self, codes: list[list[int]], dataset: str | Sequence[str] | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Discrete action ids per row -> (normalised padded actions [B, H, A], valid bool [B])."""
+        """Discrete action ids per row -> (padded actions [B, H, A] in the FLOW-normalised space that
+        :meth:`postprocess` takes, valid bool [B]).
+
+        The tokenizer decodes into the AR normaliser's space: each row is unnormalised with its dataset's AR
+        range and normalised again with the flow stats, unclamped (skipped when the two rules are the same,
+        as by default). A pipeline without a :class:`NormalizeAR` step was saved before the AR normaliser
+        existed; its tokenizer was fitted on the flow normaliser's output, so its codes decode in that space.
+        """
         names, pad = self._datasets(dataset, len(codes)), self.find(PadToEmbodiment)
         actions, valid = self.find(PromptTokenizer).decode_actions(codes, names)
-        rows = [pad.pad_actions(actions[i], names[i]) for i in range(len(codes))]
+        ar = next((s for s in self.inputs if isinstance(s, NormalizeAR)), None)
+        rows = []
+        for i in range(len(codes)):
+            row = actions[i]
+            if ar is not None:
+                flow = self.find(Normalize)
+                if not _same_rule(ar, flow, names[i]):
+                    row = flow.apply(ar.unnormalize(row, names[i]), names[i], clamp=False)
+            rows.append(pad.pad_actions(row, names[i]))
         return torch.stack(rows), valid
+
+    def hold_actions(self, observations: Sequence[Sample]) -> Tensor:
+        """Raw observations -> the chunk that keeps each robot where it is, float32 [B, H, A_robot] in the
+        robot's units (:func:`~.layout.hold_action` repeated over the horizon); rows must share one robot."""
+        keys, pad = self.find(KeyMapping), self.find(PadToEmbodiment)
+        rows = []
+        for obs in observations:
+            s = keys(dict(obs))
+            if STATE not in s:
+                raise PipelineKeyError("holding still needs the observation's 'observation.state'")
+            spec = pad.spec(str(s.get("dataset")))
+            rows.append(hold_action(spec, as_tensor(s[STATE], STATE)).expand(pad.action_horizon, -1))
+        return torch.stack(rows)
 
     # --- persistence -----------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:
@@ -189,3 +236,12 @@ class Pipeline:
         lines += [f"    {i}. {s!r}" for i, s in enumerate(self.inputs)]
         lines += ["  outputs:"] + [f"    {i}. {s!r}" for i, s in enumerate(self.outputs)]
         return "\n".join([*lines, ")"])
+
+
+def _same_rule(ar: NormalizeAR, flow: Normalize, dataset: str) -> bool:
+    """True when ``dataset``'s AR range is the flow normaliser's own (the re-expression would be the identity)."""
+    if flow.mode not in ("quantile", "minmax"):
+        return False
+    c, s = ar.center_scale(dataset)
+    fc, fs = flow._cached(dataset, "action")
+    return torch.equal(c, fc) and torch.equal(s, fs)

@@ -121,10 +121,20 @@ class ToAbsoluteActions(_Relative, ActionStep):
         dataset (ValueError naming it otherwise)."""
         if dataset not in self.rel:
             return actions
+        return self.rel[dataset].decode(actions, self._state(actions, dataset, state))
+
+    def inverse(self, actions: Tensor, dataset: str, state: Tensor | None = None) -> Tensor:
+        """Absolute robot actions [B, P, A_robot] -> relative ones (to feed executed actions back, e.g.
+        real-time chunking); ``state`` [B, S_robot] as for the forward direction."""
+        if dataset not in self.rel:
+            return actions
+        return self.rel[dataset].encode(actions, self._state(actions, dataset, state))
+
+    def _state(self, actions: Tensor, dataset: str, state: Tensor | None) -> Tensor:
         if state is None:
             raise ValueError(
                 f"dataset {dataset!r} predicts relative actions: pass the observations' raw "
                 "'observation.state' (postprocess(..., state=...)) to turn them into absolute actions"
             )
         st = torch.as_tensor(np.asarray(state) if not isinstance(state, Tensor) else state)
-        return self.rel[dataset].decode(actions, st.to(actions.dtype).reshape(actions.shape[0], -1))
+        return st.to(actions.dtype).reshape(actions.shape[0], -1)

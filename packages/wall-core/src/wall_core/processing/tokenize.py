@@ -24,6 +24,7 @@ import wall_tokenizer
 from ..model.masks import SEG
 from .base import PipelineKeyError, Sample, SampleStep, register_step
 from .keys import ACTION, is_vqa
+from .normalize_ar import AR_KEY
 
 __all__ = ["DefaultPrompt", "PromptTokenizer"]
 logger = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ class PromptTokenizer(SampleStep):
         return self.action_tokenizer
 
     def encode_actions(self, action: Tensor, dataset: str | None = None) -> list[int]:
-        """Normalised robot action [H, A_robot] of ``dataset`` -> host token ids of its discrete code."""
+        """AR-normalised robot action [H, A_robot] (:data:`AR_KEY`) of ``dataset`` -> host token ids of its
+        discrete code."""
         assert self.vocab is not None
         # wall_tokenizer is numpy-only, and FAST's DCT/BPE is fitted on float64 chunks: the one float64 hop
         codes = self._tokenizer(dataset).encode(action.detach().cpu().numpy().astype(np.float64)[None])[0]
@@ -103,7 +105,7 @@ class PromptTokenizer(SampleStep):
     def decode_actions(
         self, codes: list[list[int]], datasets: list[str] | None = None
     ) -> tuple[list[Tensor], Tensor]:
-        """Discrete action ids (not host ids) per row -> (normalised robot actions, one float32
+        """Discrete action ids (not host ids) per row -> (AR-normalised robot actions, one float32
         [H, A_robot] per row, and valid bool [B]); ``datasets`` names each row's robot (needed by a
         per-embodiment tokenizer with several robots)."""
         names: list[str | None] = list(datasets) if datasets is not None else [None] * len(codes)
@@ -125,7 +127,8 @@ class DefaultPrompt(PromptTokenizer):
         [<|image_pad|> x image_tokens per present camera] <|im_start|> task <|propri|> [action ids <|im_end|>]
 
     (the action ids and ``<|im_end|>`` supervised, only when the sample has ``action`` and there is an action
-    tokenizer); per VQA sample: images, ``<|im_start|>`` question, then answer + ``<|im_end|>`` supervised.
+    tokenizer; the ids encode :data:`AR_KEY`, the chunk as the AR normaliser scaled it); per VQA sample:
+    images, ``<|im_start|>`` question, then answer + ``<|im_end|>`` supervised.
 
     Args:
         image_tokens: tokens one camera frame becomes in the backbone.
@@ -204,9 +207,14 @@ class DefaultPrompt(PromptTokenizer):
             if bool(sample["state_mask"].any()):
                 add([self.token_id("<|propri|>")], SEG.STATE)
             if ACTION in sample and self.action_tokenizer is not None:
+                if AR_KEY not in sample:
+                    raise PipelineKeyError(
+                        f"a robot sample with 'action' lacks {AR_KEY!r} (the AR-normalised chunk the discrete "
+                        "tokenizer encodes): put a NormalizeAR step before Normalize (build_pipeline does)"
+                    )
                 add(
                     [
-                        *self.encode_actions(sample[ACTION], sample.get("dataset")),
+                        *self.encode_actions(sample[AR_KEY], sample.get("dataset")),
                         self.token_id("<|im_end|>"),
                     ],
                     SEG.ACTION,

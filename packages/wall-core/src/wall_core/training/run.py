@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -20,11 +20,12 @@ import wall_tokenizer
 from ..model import WallVLA, WallVLAConfig
 from ..objective import WallObjective
 from ..policy import WallPolicy
-from ..processing import Pipeline, build_pipeline, embodiment_from_stats, normalize_tensor
+from ..processing import NormalizeAR, Pipeline, build_pipeline, embodiment_from_stats
 from ..processing.relative import relative_dims, relative_stats
 from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
 from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
+from .precision import trainer_precision
 from .progress import ProgressLog
 from .resume import check_resume_config, config_text
 
@@ -34,6 +35,7 @@ __all__ = [
     "TokenizerConfig",
     "TrainConfig",
     "TrainerConfig",
+    "ar_normalizer",
     "fit_action_tokenizer",
     "load_config",
     "load_dataset_stats",
@@ -62,6 +64,9 @@ class TokenizerConfig:
     path: str | None = None  # a saved tokenizer to reuse instead of fitting
     options: dict[str, Any] = field(default_factory=lambda: {"scale": 10, "vocab_size": 512})
     max_chunks: int = 4000
+    # the AR (discrete-branch) normaliser: None = the flow normaliser's q01/q99 (discrete targets unchanged;
+    # the paper does not say what the release's holds), or [low, high] quantiles of each dataset's raw actions
+    ar_quantiles: list[float] | None = None
     # shared: one tokenizer over every robot dataset (their action dims must agree); per_embodiment: one per
     # robot dataset (fewer tokens per chunk at equal error, benchmarks/tokenizer_embodiments.py); auto: shared
     # for one robot dataset, per_embodiment for several
@@ -83,13 +88,16 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = 1
     strategy: str = "auto"  # e.g. ddp, fsdp
-    precision: str = "32-true"
+    precision: str = "32-true"  # bf16-true keeps norms + action/state paths fp32 (training.precision)
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
     on_nonfinite: str = (
         "stop"  # a NaN/inf loss or gradient: stop (error naming step + batch) | skip (counted)
     )
     max_nonfinite_skips: int = 10  # "skip" still stops after this many skipped steps
+    # flow times/noise: "batch" (one generator per step) | "sample" (one per global row: a data-parallel run
+    # draws what one process with the same global batch draws; see WallLightningModule)
+    flow_noise: str = "batch"
 
 
 @dataclass
@@ -137,16 +145,30 @@ def load_dataset_stats(robots: dict[str, dict[str, Any]]) -> dict[str, dict[str,
     }
 
 
-def _normalised_chunks(
+def ar_normalizer(
+    roots: Mapping[str, str],
+    stats: Mapping[str, Mapping[str, wall_data.FeatureStats]],
+    quantiles: list[float] | None = None,
+) -> NormalizeAR:
+    """The AR normaliser of datasets ``{name: root}``: their flow q01/q99 (``quantiles=None``) or the given
+    ``[low, high]`` quantiles of every raw action frame of each dataset."""
+    actions = None
+    if quantiles is not None:
+        actions = {n: wall_data.LeRobotDataset(r, cameras=[]).arrays["action"] for n, r in roots.items()}
+    return NormalizeAR.from_stats({n: stats[n] for n in roots}, quantiles, actions)
+
+
+def _ar_chunks(
     root: str,
-    stats: Mapping[str, wall_data.FeatureStats],
+    name: str,
+    ar: NormalizeAR,
     horizon: int,
     n: int,
     rng: np.random.Generator,
     relative: wall_data.RelativeActions | None,
 ) -> np.ndarray:
     """Up to ``n`` random action chunks float64 [n, H, A] of a LeRobot dataset, made relative to the chunk's
-    first state when ``relative`` is given, then normalised with ``stats["action"]`` by the pipeline's rule."""
+    first state when ``relative`` is given, then normalised by ``ar`` under ``name``."""
     ds = wall_data.LeRobotDataset(root, action_horizon=horizon, cameras=[])
     idx = rng.choice(len(ds), size=min(len(ds), n), replace=False)
     rows = np.stack([ds.chunk_indices(int(i))[0] for i in idx])
@@ -154,7 +176,7 @@ def _normalised_chunks(
     if relative is not None:
         chunk = relative.encode(chunk, torch.from_numpy(ds.arrays["observation.state"][idx]).to(chunk.dtype))
     # wall_tokenizer is numpy-only and fits on float64 chunks
-    return normalize_tensor(chunk, stats["action"]).numpy().astype(np.float64)
+    return ar.normalize(chunk, name).numpy().astype(np.float64)
 
 
 def fit_action_tokenizer(
@@ -164,33 +186,46 @@ def fit_action_tokenizer(
     kind: str = "fast",
     max_chunks: int = 4000,
     seed: int = 0,
-    relative: list[wall_data.RelativeActions | None] | None = None,
+    ar: NormalizeAR | None = None,
     names: list[str] | None = None,
+    *,
+    relative: list[wall_data.RelativeActions | None] | None = None,
+    per_embodiment: bool = False,
     **options: Any,
 ) -> wall_tokenizer.ActionTokenizer:
-    """Fit a tokenizer on action chunks [N, H, A] drawn from LeRobot datasets, each normalised with its own
-    stats (``stats``: one mapping for every root, or a list with one per root) by the pipeline's rule;
-    ``relative``: per root, its relative-action option (or None). ``names`` (one per root): fit one
-    tokenizer per dataset, returned as a :class:`wall_tokenizer.PerEmbodimentTokenizer` keyed by them;
-    without names the datasets share one tokenizer (one action dim required)."""
+    """Fit a tokenizer on action chunks [N, H, A] drawn from LeRobot datasets, each normalised by the AR
+    normaliser ``ar`` under its dataset name (``names``, one per root); without ``ar``, by the AR default:
+    each root's own flow q01/q99 (``stats``: one mapping for every root, or a list with one per root).
+    ``relative``: per root, its relative-action option (or None). ``per_embodiment``: one tokenizer per
+    dataset (needs ``names``), returned as a :class:`wall_tokenizer.PerEmbodimentTokenizer` keyed by them;
+    otherwise the datasets share one tokenizer (one action dim required)."""
     per_root = list(stats) if isinstance(stats, list) else [stats] * len(roots)
     rel = list(relative) if relative is not None else [None] * len(roots)
     if not len(per_root) == len(rel) == len(roots):
         raise ValueError(
             f"got {len(per_root)} stats and {len(rel)} relative options for {len(roots)} datasets"
         )
+    if per_embodiment and (names is None or len(names) != len(roots)):
+        raise ValueError(
+            f"one tokenizer per embodiment needs a name for each of the {len(roots)} roots (names=)"
+        )
+    if ar is None:
+        names = names or [f"{i}:{r}" for i, r in enumerate(roots)]
+        ar = NormalizeAR.from_stats(dict(zip(names, per_root)))
+    elif names is None or len(names) != len(roots):
+        raise ValueError(
+            f"with an AR normaliser, name the dataset of each of the {len(roots)} roots (names=)"
+        )
     rng = np.random.default_rng(seed)
     n = max_chunks // len(roots)
-    chunks = [_normalised_chunks(r, st, horizon, n, rng, o) for r, st, o in zip(roots, per_root, rel)]
-    if names is not None:
-        if len(names) != len(roots):
-            raise ValueError(f"got {len(names)} names for {len(roots)} datasets")
+    chunks = [_ar_chunks(r, nm, ar, horizon, n, rng, o) for r, nm, o in zip(roots, names, rel)]
+    if per_embodiment:
         return wall_tokenizer.PerEmbodimentTokenizer.fit_each(dict(zip(names, chunks)), kind, **options)
     dims = sorted({c.shape[-1] for c in chunks})
     if len(dims) > 1:
         raise ValueError(
             f"one shared action tokenizer needs one action dim, these datasets have {dims}; fit one per "
-            "embodiment (tokenizer.layout=per_embodiment, or pass names=)"
+            "embodiment (tokenizer.layout=per_embodiment, or per_embodiment=True)"
         )
     return wall_tokenizer.create(kind, **options).fit(np.concatenate(chunks))
 
@@ -232,13 +267,11 @@ def _relative(
     return out
 
 
-def _tokenizer_names(layout: str, robots: Mapping[str, Any]) -> list[str] | None:
-    """Dataset names to fit one tokenizer each for (None: one shared tokenizer), by ``tokenizer.layout``."""
+def _per_embodiment(layout: str, robots: Mapping[str, Any]) -> bool:
+    """Whether to fit one tokenizer per robot dataset (else one shared), by ``tokenizer.layout``."""
     if layout not in ("auto", "shared", "per_embodiment"):
         raise ValueError(f"tokenizer.layout must be auto, shared or per_embodiment, got {layout!r}")
-    if layout == "per_embodiment" or (layout == "auto" and len(robots) > 1):
-        return list(robots)
-    return None
+    return layout == "per_embodiment" or (layout == "auto" and len(robots) > 1)
 
 
 def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
@@ -248,21 +281,29 @@ def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
     horizon = cfg.model.action_horizon
     specs = _embodiments(cfg, robots)
     relative = _relative(robots, specs, stats, horizon)
-    tok = None
-    if cfg.tokenizer.kind != "none" and cfg.objective.w_action_ce > 0:
-        if cfg.tokenizer.path:
-            tok = wall_tokenizer.load(cfg.tokenizer.path)
+    tok, ar, tc = None, None, cfg.tokenizer
+    if tc.kind != "none" and cfg.objective.w_action_ce > 0:
+        if relative and tc.ar_quantiles is not None:
+            raise ValueError(
+                f"tokenizer.ar_quantiles (quantiles of raw actions) cannot be combined with relative_actions "
+                f"(datasets {sorted(relative)}); leave ar_quantiles unset to use the relative action stats"
+            )
+        ar = ar_normalizer({n: d["root"] for n, d in robots.items()}, stats, tc.ar_quantiles)
+        if tc.path:  # a saved tokenizer must have been fitted on this AR normaliser's output
+            tok = wall_tokenizer.load(tc.path)
         else:
-            tc = cfg.tokenizer
-            roots = [d["root"] for d in robots.values()]
+            roots, names = [d["root"] for d in robots.values()], list(robots)
             tok = fit_action_tokenizer(
-                roots, [stats[n] for n in robots], horizon, tc.kind, tc.max_chunks, cfg.seed,
-                relative=[relative.get(n) for n in robots], names=_tokenizer_names(tc.layout, robots), **tc.options,
+                roots, [stats[n] for n in robots], horizon, tc.kind, tc.max_chunks, cfg.seed, ar, names,
+                relative=[relative.get(n) for n in robots], per_embodiment=_per_embodiment(tc.layout, robots),
+                **tc.options,
             )  # fmt: skip
     cfg.model.num_action_tokens = tok.vocab_size if tok is not None else 0
     torch.manual_seed(cfg.seed)
     model = WallVLA(cfg.model)
-    pipeline = build_pipeline(model, stats=stats, action_tokenizer=tok, embodiments=specs, relative=relative)
+    pipeline = build_pipeline(
+        model, stats=stats, action_tokenizer=tok, embodiments=specs, ar_normalizer=ar, relative=relative
+    )
     dm = WallDataModule(
         cfg.data.datasets, pipeline, cfg.data.batch_size, cfg.data.num_workers, horizon, cfg.model.cameras,
         cfg.seed, cfg.optim.max_steps,
@@ -294,7 +335,14 @@ def train(
     tc = cfg.trainer
     guard = NonFiniteGuard(tc.on_nonfinite, tc.max_nonfinite_skips)
     module = WallLightningModule(
-        model, objective, cfg.optim, cfg.seed, guard, out / "history.json", tc.log_every_n_steps
+        model,
+        objective,
+        cfg.optim,
+        cfg.seed,
+        guard,
+        out / "history.json",
+        tc.log_every_n_steps,
+        tc.flow_noise,
     )
     module.config_text = config_text(cfg)
     ckpt = ModelCheckpoint(
@@ -302,7 +350,7 @@ def train(
     )
     trainer = L.Trainer(
         max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
-        precision=cast(Any, tc.precision), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
+        **trainer_precision(tc.precision), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
         enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
         callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
     )  # fmt: skip
@@ -313,6 +361,7 @@ def train(
     if guard.skipped:
         logger.warning("%d optimiser step(s) skipped for non-finite loss/gradients", guard.skipped)
     policy = WallPolicy(model, pipeline)
-    policy.save_pretrained(out / "policy")
-    OmegaConf.save(OmegaConf.structured(cfg), out / "train_config.yaml")
+    if trainer.is_global_zero:  # one writer under data parallelism (every rank holds the same weights)
+        policy.save_pretrained(out / "policy")
+        OmegaConf.save(OmegaConf.structured(cfg), out / "train_config.yaml")
     return policy, module
