@@ -34,15 +34,64 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# optional modules a command needs -> the wall-core extra that installs them
+EXTRAS = {"metaworld": "sim", "mujoco": "sim", "gym_aloha": "sim", "dm_control": "sim", "gymnasium": "sim",
+          "websockets": "server", "msgpack": "server", "matplotlib": "plot", "peft": "lora"}  # fmt: skip
+NEEDS = {"eval": ("metaworld",), "demo": ("metaworld",), "serve": ("websockets",)}
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency of a command is not installed; the message names the extra to install."""
+
+
+def _missing_extra(module: str) -> MissingExtraError:
+    extra = EXTRAS.get(module.split(".")[0])
+    hint = f"pip install 'wall-core[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
+    return MissingExtraError(f"this command needs {module!r}, which is not installed: {hint}")
+
+
+def _extra_hint(e: ImportError) -> str | None:
+    """The one-line message for an ImportError of an optional module (its own name or its cause's), else None."""
+    if isinstance(e, MissingExtraError):
+        return str(e)
+    for name in (e.name, getattr(e.__cause__, "name", None)):
+        if isinstance(name, str) and name.split(".")[0] in EXTRAS:
+            return str(_missing_extra(name))
+    return None
+
+
+def _require(cmd: str) -> None:
+    """Raise :class:`MissingExtraError` when a module ``cmd`` needs cannot be found."""
+    import importlib.util
+
+    for module in NEEDS.get(cmd, ()):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module set to None in sys.modules (tests), or a broken one
+            found = False
+        if not found:
+            raise _missing_extra(module)
+
+
+def _checked(args: argparse.Namespace) -> bool:
+    """False for ``--no-action-checks`` (logged), else True."""
+    if getattr(args, "no_action_checks", False):
+        logger.warning("--no-action-checks: action chunks are NOT checked for NaN/inf or the policy's bounds")
+        return False
+    return True
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import wall_robots
 
     from .policy import WallPolicy
 
-    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode)
+    check = _checked(args)
+    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode, check_actions=check)
     report = wall_robots.evaluate(
-        policy, args.tasks, args.episodes, execute_steps=args.execute_steps, max_steps=args.max_steps
-    )
+        policy, args.tasks, args.episodes, execute_steps=args.execute_steps, max_steps=args.max_steps,
+        check_actions=check,
+    )  # fmt: skip
     md = wall_robots.write_report(report, args.out)
     logger.info("success %.0f%%; report %s", 100 * report.success_rate, md)
     return 0
@@ -147,13 +196,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .policy import WallPolicy
 
-    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode)
+    check = _checked(args)
+    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode, check_actions=check)
     meta = {"action_horizon": policy.model.config.action_horizon}
     token = args.token or os.environ.get("WALL_SERVE_TOKEN") or None
     server = wall_robots.PolicyServer(
-        policy, host=args.host, port=args.port, metadata=meta, allow_public=args.allow_public, token=token,
+        policy,
+        host=args.host,
+        port=args.port,
+        metadata=meta,
+        allow_public=args.allow_public,
+        token=token,
+        check_actions=check,
         key_map=policy.key_map,
-    )  # fmt: skip
+    )
     logger.info("serving %s on ws://%s:%d (openpi protocol)", args.policy, args.host, args.port)
     server.serve_forever()
     return 0
@@ -181,15 +237,35 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
+STATS = "meta/stats.json"
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
+    """Validate the dataset (every problem logged, naming file / episode / frame; exit 2 if any; the stats
+    file being recomputed may be missing or stale), then write its ``meta/stats.json`` (and its checksum)."""
     import wall_data
 
-    ds = wall_data.LeRobotDataset(args.dataset, cameras=[])
+    problems = [p for p in wall_data.validate_dataset(args.dataset) if p.file != STATS]
+    if problems:
+        for p in problems[:50]:
+            logger.error("%s", p)
+        more = " (first 50 shown)" if len(problems) > 50 else ""
+        logger.error("%s: %d problem(s)%s; no statistics written", args.dataset, len(problems), more)
+        return 2
+    ds = wall_data.LeRobotDataset(args.dataset, cameras=[], verify_checksums=False)
     stats = wall_data.compute_stats(
         {k: v.reshape(len(v), -1) for k, v in ds.arrays.items() if v.dtype.kind == "f"}
     )
-    out = Path(args.out or Path(args.dataset) / "meta" / "stats.json")
-    wall_data.save_stats(stats, out)
+    root = Path(args.dataset)
+    out = Path(args.out or root / STATS)
+    if out.resolve() == (root / STATS).resolve() and (root / "meta" / "checksums.json").is_file():
+        from wall_data.integrity import Commit
+
+        commit = Commit(root)  # the dataset's manifest gets the new file's sha256
+        wall_data.save_stats(stats, commit.stage(STATS))
+        commit.commit()
+    else:
+        wall_data.save_stats(stats, out)
     logger.info("stats for %s written to %s", sorted(stats), out)
     return 0
 
@@ -242,6 +318,9 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+UNCHECKED = "do not refuse NaN/inf or out-of-bounds action chunks (logged; for debugging only)"
+
+
 def _add_run_parser(sub: Any) -> None:
     r = sub.add_parser(
         "run",
@@ -287,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-steps", type=int, default=150)
     e.add_argument("--mode", default="flow", choices=["flow", "discrete"])
     e.add_argument("--out", default="runs/eval")
+    e.add_argument("--no-action-checks", action="store_true", help=UNCHECKED)
     e.set_defaults(fn=cmd_eval)
     _add_run_parser(sub)
     s = sub.add_parser("serve", help="serve a saved policy over openpi's websocket protocol")
@@ -298,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-public", action="store_true", help="allow binding a non-loopback host such as 0.0.0.0"
     )
     s.add_argument("--token", default=None, help="token clients must send (or env WALL_SERVE_TOKEN)")
+    s.add_argument("--no-action-checks", action="store_true", help=UNCHECKED)
     s.set_defaults(fn=cmd_serve)
     c = sub.add_parser(
         "convert",
@@ -355,11 +436,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    from wall_robots.robot import UnsafeActionError
+
     from .training.guards import NonFiniteError
 
     try:
+        _require(args.cmd)
         return args.fn(args)
-    except (ValueError, KeyError, FileNotFoundError, NonFiniteError) as e:
+    except ImportError as e:
+        hint = _extra_hint(e)
+        if hint is None:
+            raise
+        logger.error("%s", hint)
+        return 2
+    except (ValueError, KeyError, FileNotFoundError, NonFiniteError, UnsafeActionError, OSError) as e:
         logger.error("%s: %s", type(e).__name__, e)
         return 2
 

@@ -10,14 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 from torch import Tensor
 
 from wall_flow import rtc_sample
 from wall_robots.robot import UnsafeActionError
 
+from . import policy_checks, policy_contract
 from .model import WallBatch, WallVLA, WallVLAConfig
-from .processing import PadToEmbodiment, Pipeline
+from .processing import KeyMapping, PadToEmbodiment, Pipeline
 from .processing.layout import hold_sources
 
 __all__ = ["WallPolicy"]
@@ -46,6 +47,11 @@ class WallPolicy:
     Real-time chunking: ``infer(obs, prefix_actions, delay)`` samples the next chunk guided so that its first
     ``delay`` actions agree with ``prefix_actions`` (the previous chunk's actions that still execute while this
     one is computed; :func:`wall_flow.rtc_sample`, guidance-weight clip ``guidance_weight``, Euler only).
+
+    Every chunk is checked before it is returned (``check_actions=True``, the default): NaN/inf or values
+    outside the declared bounds (:meth:`contract`, from the action stats widened by ``action_margin`` x their
+    range on each side) raise ``wall_robots.UnsafeActionError`` and are counted in :attr:`refused_chunks`;
+    ``check_actions=False`` turns this off (logged).
     """
 
     def __init__(
@@ -60,6 +66,8 @@ class WallPolicy:
         retry_temperature: float = 0.7,
         on_invalid: str = "flow",
         guidance_weight: float = 5.0,
+        check_actions: bool = True,
+        action_margin: float = 1.0,
     ) -> None:
         if mode not in ("flow", "discrete"):
             raise ValueError(f"mode must be 'flow' or 'discrete', got {mode!r}")
@@ -88,6 +96,7 @@ class WallPolicy:
         )  # fmt: skip
         self.invalid_chunks = 0  # greedy decodes that were invalid
         self.discrete_counts = {"invalid": 0, "retried_valid": 0, "flow_fallback": 0, "refused": 0, "held": 0}
+        self._init_action_checks(check_actions, action_margin)
 
     @property
     def device(self) -> torch.device:
@@ -124,7 +133,38 @@ class WallPolicy:
         if bool(held.any()):
             rows = held.nonzero()[:, 0].tolist()
             out[held] = self.pipeline.hold_actions([observations[i] for i in rows]).to(out.dtype)
-        return out.numpy()
+        return self._checked(out.numpy(), batch.dataset)
+
+    # --- action checks (wall_core.policy_contract) -----------------------------------------------------------
+    def _init_action_checks(self, check_actions: bool, action_margin: float) -> None:
+        if not (action_margin >= 0 and np.isfinite(action_margin)):
+            raise ValueError(f"action_margin must be finite and >= 0, got {action_margin}")
+        self.check_actions, self.action_margin, self.refused_chunks = bool(check_actions), action_margin, 0
+        self._bounds: dict[str, policy_contract.Bounds] = {}
+        if not self.check_actions:
+            logger.warning(
+                "WallPolicy: action checks disabled (check_actions=False); chunks go out unchecked"
+            )
+
+    def contract(self) -> Any:
+        """The ``wall_robots.ObservationContract`` of the robot this policy drives (a dict robot name ->
+        contract when it drives several; None when it drives none): observation keys, shapes, dtypes,
+        cameras, action horizon and dim, and the action bounds :meth:`infer` enforces."""
+        return policy_contract.policy_contract(self.model.config, self.pipeline, self.action_margin)
+
+    def _checked(self, actions: np.ndarray, datasets: list[str] | None) -> np.ndarray:
+        """``actions`` [B, H, A_robot] unchanged, or UnsafeActionError (counted) for a bad row."""
+        if not self.check_actions:
+            return actions
+        names = datasets or [self.pipeline.default_dataset or ""] * len(actions)
+        for ds in set(names) - set(self._bounds):
+            self._bounds[ds] = policy_contract.action_bounds(self.pipeline, ds, self.action_margin)
+        try:
+            policy_contract.check_chunk(actions, names, self._bounds)
+        except UnsafeActionError:
+            self.refused_chunks += 1
+            raise
+        return actions
 
     def _prefix(self, prefix_actions: Any, delay: int, batch: WallBatch, states: Any = None) -> Tensor:
         """Check robot-unit ``prefix_actions`` [B, P, A_robot] and map them to the normalised padded space."""
@@ -222,30 +262,26 @@ class WallPolicy:
     def reset(self) -> None:
         """Nothing to reset (the policy keeps no per-episode state)."""
 
-    def contract(self) -> dict[str, Any] | None:
-        """``{robot name: wall_robots.ObservationContract}``, one per robot (dataset) this policy drives, as
-        :class:`wall_robots.PolicyServer` publishes and checks them (None when the pipeline has no contract
-        step). An observation names its robot under ``dataset`` (optional for a single-robot policy)."""
-        from .contract import pipeline_contracts
-
-        return pipeline_contracts(self.pipeline)
-
     @property
     def key_map(self) -> dict[str, str]:
-        """Sender names this policy's pipeline renames (openpi's ``observation/image`` ...) -> ours."""
-        from .contract import pipeline_key_map
-
-        return pipeline_key_map(self.pipeline)
+        """Sender names this policy's pipeline renames (openpi's ``observation/image`` ...) -> ours, for the
+        server to apply before it checks an observation against :meth:`contract`."""
+        try:
+            return dict(self.pipeline.find(KeyMapping).rename)
+        except KeyError:
+            return {}
 
     # --- persistence -----------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``model.safetensors``, ``config.yaml`` and ``pipeline/`` into ``path``."""
+        """Write ``model.safetensors``, ``config.yaml`` (with ``format_version``), ``pipeline/`` and, last,
+        ``checksums.json`` (sha256 of every file) into ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         save_model(self.model, str(path / "model.safetensors"))
         OmegaConf.save(
             OmegaConf.create(
                 {
+                    "format_version": policy_checks.POLICY_FORMAT_VERSION,
                     "model": self.model.config.to_dict(),
                     "policy": {
                         "num_steps": self.num_steps,
@@ -257,23 +293,45 @@ class WallPolicy:
             path / "config.yaml",
         )
         self.pipeline.save_pretrained(path / "pipeline")
+        policy_checks.write_checksums(path)
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, mode: str = "flow", **kw: Any) -> WallPolicy:
-        """Load a folder written by :meth:`save_pretrained`; ``kw`` overrides the saved policy options."""
-        path = Path(path)
-        missing = [
-            f
-            for f in ("config.yaml", "model.safetensors", "pipeline/pipeline.json")
-            if not (path / f).is_file()
-        ]
-        if missing:
-            raise FileNotFoundError(f"{path} lacks {missing}: not a WallPolicy directory")
-        cfg = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
-        if not isinstance(cfg, dict) or "model" not in cfg:
-            raise ValueError(f"{path / 'config.yaml'} must be a mapping with a 'model' section")
-        model = WallVLA(WallVLAConfig.from_dict(cfg["model"]))
-        load_model(model, str(path / "model.safetensors"), strict=True)
-        policy_kw = {**cfg.get("policy", {}), **kw}
-        return cls(model, Pipeline.from_pretrained(path / "pipeline"), mode=mode, **policy_kw)
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        mode: str = "flow",
+        verify_checksums: bool = True,
+        max_num_steps: int = policy_checks.MAX_NUM_STEPS,
+        **kw: Any,
+    ) -> WallPolicy:
+        """Load a folder written by :meth:`save_pretrained`; ``kw`` overrides the saved policy options.
+
+        Checked first (``policy_checks.PolicyLoadError`` naming the file otherwise): checksums
+        (``verify_checksums``), format version, a complete config, ``num_steps <= max_num_steps``, weights
+        (names, shapes, float dtypes, finite), and the agreement of config, weights and pipeline.
+        """
+        model, pipeline, policy_kw = _load_parts(Path(path), verify_checksums, max_num_steps, kw)
+        return cls(model, pipeline, mode=mode, **policy_kw)
+
+
+def _load_parts(
+    path: Path, verify_checksums: bool, max_num_steps: int, kw: dict[str, Any]
+) -> tuple[WallVLA, Pipeline, dict[str, Any]]:
+    """(model, pipeline, policy options) of a policy folder, every part checked (see ``from_pretrained``)."""
+    policy_checks.verify_policy_folder(path, verify_checksums)
+    model_cfg, policy_kw = policy_checks.read_policy_config(path / "config.yaml", max_num_steps, kw)
+    try:
+        cfg = WallVLAConfig.from_dict(model_cfg)
+    except (KeyError, TypeError, ValueError) as e:
+        raise policy_checks.PolicyLoadError(f"{path / 'config.yaml'}: invalid model config ({e})") from e
+    model = WallVLA(cfg)
+    policy_checks.load_weights(model, path / "model.safetensors")
+    try:
+        pipeline = Pipeline.from_pretrained(path / "pipeline")
+    except Exception as e:  # a corrupt step file can raise anything; name the folder
+        raise policy_checks.PolicyLoadError(
+            f"{path / 'pipeline'} cannot be loaded ({type(e).__name__}: {e})"
+        ) from e
+    policy_contract.check_agreement(cfg, pipeline, str(path))
+    return model, pipeline, policy_kw

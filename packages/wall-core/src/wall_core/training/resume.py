@@ -24,6 +24,7 @@ IGNORED = frozenset(
         "resume",
         "stop_after",
         "resume_allow_changes",
+        "resume_verify",
         "trainer.enable_progress_bar",
         "checkpoint_every",
     }

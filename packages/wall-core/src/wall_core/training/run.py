@@ -22,6 +22,7 @@ from ..objective import WallObjective
 from ..policy import WallPolicy
 from ..processing import NormalizeAR, Pipeline, build_pipeline, embodiment_from_stats
 from ..processing.relative import relative_dims, relative_stats
+from .checkpoint_io import ChecksumCheckpointIO, verify_checkpoint
 from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
 from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
@@ -106,6 +107,9 @@ class TrainConfig:
     out_dir: str = "runs/train"
     resume: str | None = None  # a local Lightning .ckpt to continue from (URLs are refused)
     resume_allow_changes: list[str] = field(default_factory=list)  # config keys a resume may change
+    resume_verify: bool = (
+        True  # the checkpoint's .sha256 must exist and match (false: warn when it is absent)
+    )
     checkpoint_every: int = 500  # Lightning checkpoints (out_dir/checkpoints/last.ckpt) every N steps
     stop_after: int | None = (
         None  # stop early at this step (as a preemption would); the schedule keeps optim.max_steps
@@ -321,6 +325,8 @@ def train(
             "(a run of no steps would export an untrained policy)"
         )
     resume = check_resume_path(cfg.resume) if cfg.resume else None  # before anything is read or fetched
+    if resume is not None:
+        verify_checkpoint(resume, required=cfg.resume_verify)  # its .sha256, before torch reads a byte
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.out_dir)
     model, pipeline, dm = build(cfg)  # fills derived keys (model.num_action_tokens) as the first run did
@@ -348,11 +354,14 @@ def train(
     ckpt = ModelCheckpoint(
         dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint_every, save_last=True, save_top_k=0
     )
+    prec = trainer_precision(tc.precision)
+    plugins = [*prec.pop("plugins", []), ChecksumCheckpointIO()]  # every checkpoint gets its .sha256
     trainer = L.Trainer(
         max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
-        **trainer_precision(tc.precision), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
+        **prec, gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
         enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
         callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
+        plugins=plugins,
     )  # fmt: skip
     # weights_only=True: the checkpoint is unpickled only as tensors and plain containers
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
