@@ -73,10 +73,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not policies:
         p, data = train_default(Path(args.out), args.quick)
         policies = [p]
-    if data is None and (policies[0].parents[3] / "data" / "metaworld").is_dir():
-        data = (
-            policies[0].parents[3] / "data" / "metaworld"
-        )  # benchmarks/policy.py's layout: OUT/ARM/seedN/train/policy
+    up = policies[0].resolve().parents  # benchmarks/policy.py's layout: OUT/ARM/seedN/train/policy, OUT/data
+    if data is None and len(up) > 3 and (up[3] / "data" / "metaworld").is_dir():
+        data = up[3] / "data" / "metaworld"
+    if data is None:
+        logging.warning("no --data: held-out layouts are not checked against the demos' layouts")
 
     def env_factory(task: str) -> Any:
         return wall_robots.MetaWorldEnv(
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         policy = WallPolicy.from_pretrained(policies[i % len(policies)], seed=seed, guidance_weight=args.beta)
         for name in args.strategies:
             for d in args.delays:
+                policy.generator.manual_seed(seed)  # same noise for every (strategy, d): rtc at d=0 == naive
                 report = wall_robots.evaluate(
                     policy, args.tasks, args.episodes, env_factory, args.execute_steps, STRATEGIES[name],
                     max_steps=args.max_steps, seed=1000 + seed, delay=d,
