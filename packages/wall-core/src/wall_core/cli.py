@@ -208,6 +208,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allow_public=args.allow_public,
         token=token,
         check_actions=check,
+        key_map=policy.key_map,
     )
     logger.info("serving %s on ws://%s:%d (openpi protocol)", args.policy, args.host, args.port)
     server.serve_forever()
@@ -270,9 +271,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.multi:
+        return _demo_multi(args)
     from .demo import DemoConfig, run_demo
 
-    kw = {"out": args.out}
+    kw: dict[str, Any] = {"out": args.out or "runs/demo"}
     if args.mode:
         kw["policy_mode"] = args.mode
     if args.objective:
@@ -280,6 +283,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
     result = run_demo(cfg)
     logger.info("success rate %.0f%% — see %s", 100 * result["success_rate"], Path(cfg.out) / "report.md")
+    return 0
+
+
+def _demo_multi(args: argparse.Namespace) -> int:
+    """``wall demo --multi``: MetaWorld + ALOHA in one model vs one model per robot (see wall_core.demo_multi)."""
+    from .demo_multi import MultiDemoConfig, run_multi_demo
+
+    if args.mode and args.mode != "flow":
+        raise SystemExit("wall demo --multi evaluates the flow head; --mode discrete is not offered for it")
+    kw: dict[str, Any] = {"out": args.out or "runs/demo_multi"}
+    if args.objective:
+        kw["objective"] = json.loads(args.objective)
+    cfg = MultiDemoConfig.quick(**kw) if args.quick else MultiDemoConfig(**kw)
+    result = run_multi_demo(cfg)
+    logger.info("per-embodiment success:\n%s\nsee %s", result["table"], Path(cfg.out) / "report.md")
     return 0
 
 
@@ -395,7 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the embedded default: MetaWorld demos -> train -> closed-loop eval -> report"
     )
     d.add_argument("--quick", action="store_true", help="3-minute smoke version")
-    d.add_argument("--out", default="runs/demo")
+    d.add_argument(
+        "--multi",
+        action="store_true",
+        help="one model on MetaWorld + ALOHA vs one model per robot, per-embodiment success table",
+    )
+    d.add_argument("--out", help="default: runs/demo (runs/demo_multi with --multi)")
     d.add_argument("--mode", choices=["flow", "discrete"], help="which action head the evaluated policy uses")
     d.add_argument(
         "--objective",

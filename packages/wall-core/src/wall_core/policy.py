@@ -18,7 +18,7 @@ from wall_robots.robot import UnsafeActionError
 
 from . import policy_checks, policy_contract
 from .model import WallBatch, WallVLA, WallVLAConfig
-from .processing import PadToEmbodiment, Pipeline
+from .processing import KeyMapping, PadToEmbodiment, Pipeline
 from .processing.layout import hold_sources
 
 __all__ = ["WallPolicy"]
@@ -112,10 +112,11 @@ class WallPolicy:
         ``prefix_actions`` [B, P, A_robot] (robot units, ``delay <= P <= H``) with ``delay`` >= 1: RTC-guided
         sampling (see the class doc). ``delay = 0`` samples exactly as without a prefix (nothing is frozen).
         """
-        batch = self.pipeline([{k: v for k, v in o.items() if k not in TARGETS} for o in observations])
-        batch = batch.to(self.device)
+        obs = [{k: v for k, v in o.items() if k not in TARGETS} for o in observations]
+        batch = self.pipeline(obs).to(self.device)
+        states = self.pipeline.raw_states(obs)  # for relative actions (None when no step reads them)
         held = torch.zeros(batch.batch_size, dtype=torch.bool)
-        prefix = None if prefix_actions is None else self._prefix(prefix_actions, delay, batch)
+        prefix = None if prefix_actions is None else self._prefix(prefix_actions, delay, batch, states)
         if prefix is None and delay:
             raise ValueError(f"delay={delay} needs prefix_actions (the previous chunk's remaining actions)")
         if self.mode == "flow":
@@ -126,7 +127,7 @@ class WallPolicy:
             )
         else:
             norm, held = self._discrete_chunk(batch)
-        out = self.pipeline.postprocess(norm.cpu(), batch.dataset)
+        out = self.pipeline.postprocess(norm.cpu(), batch.dataset, states)
         if isinstance(out, list):
             raise ValueError("infer_batch takes observations of one robot; call it once per robot")
         if bool(held.any()):
@@ -165,12 +166,13 @@ class WallPolicy:
             raise
         return actions
 
-    def _prefix(self, prefix_actions: Any, delay: int, batch: WallBatch) -> Tensor:
+    def _prefix(self, prefix_actions: Any, delay: int, batch: WallBatch, states: Any = None) -> Tensor:
         """Check robot-unit ``prefix_actions`` [B, P, A_robot] and map them to the normalised padded space."""
         H, B = self.model.config.action_horizon, batch.batch_size
         p = torch.as_tensor(np.asarray(prefix_actions, dtype=np.float32))
         dataset = batch.dataset[0] if batch.dataset else None
-        a_robot = self.pipeline.postprocess(torch.zeros(1, 1, self.model.config.action_dim), dataset)
+        zeros = torch.zeros(1, 1, self.model.config.action_dim)
+        a_robot = self.pipeline.postprocess(zeros, dataset, None if states is None else states[:1])
         assert isinstance(a_robot, Tensor)
         A = a_robot.shape[-1]
         if not isinstance(delay, int) or not 0 <= delay <= H:
@@ -185,7 +187,7 @@ class WallPolicy:
             raise ValueError(
                 "prefix_actions contain NaN or inf; pass the finite actions the robot will execute"
             )
-        return self.pipeline.preprocess_actions(p, dataset).to(self.device)
+        return self.pipeline.preprocess_actions(p, dataset, states).to(self.device)
 
     def _flow_chunk(self, batch: WallBatch, prefix: Tensor | None = None, delay: int = 0) -> Tensor:
         """Normalised padded flow chunk [B, H, A] from the policy's generator; RTC-guided when ``prefix``
@@ -259,6 +261,15 @@ class WallPolicy:
 
     def reset(self) -> None:
         """Nothing to reset (the policy keeps no per-episode state)."""
+
+    @property
+    def key_map(self) -> dict[str, str]:
+        """Sender names this policy's pipeline renames (openpi's ``observation/image`` ...) -> ours, for the
+        server to apply before it checks an observation against :meth:`contract`."""
+        try:
+            return dict(self.pipeline.find(KeyMapping).rename)
+        except KeyError:
+            return {}
 
     # --- persistence -----------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:

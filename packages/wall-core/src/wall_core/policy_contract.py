@@ -112,10 +112,28 @@ def check_agreement(cfg: WallVLAConfig, pipeline: Pipeline, where: str = "policy
                                       f"{ds!r}, the robot has {n}; stats and model do not belong together")  # fmt: skip
 
 
+def _state_range(pipeline: Pipeline, dataset: str) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+    """([state min], [state max]) raw [S_robot] of ``dataset`` when an output step reads the state (relative
+    actions: their absolute range is the relative range shifted by the state's), else None."""
+    if not any(getattr(s, "needs_state", False) for s in pipeline.outputs):
+        return None
+    for step in _stats_steps(pipeline, "inputs"):
+        st = step.stats.get(dataset, {}).get(STATE)
+        if st is not None:
+            lo, hi = (torch.as_tensor(np.asarray(v, dtype=np.float32)) for v in (st.min, st.max))
+            return [lo], [hi]
+    return None
+
+
 def action_bounds(pipeline: Pipeline, dataset: str, margin: float) -> Bounds:
-    """(low, high) float64 [A_robot] of ``dataset``'s actions (see the module docstring)."""
+    """(low, high) float64 [A_robot] of ``dataset``'s actions (see the module docstring); relative actions
+    are bounded by their range plus the state's min / max."""
     a = int(pipeline.find(CropToEmbodiment).pad.space.action_dim)
-    ends = [pipeline.postprocess(torch.full((1, 1, a), v), dataset) for v in (-1.0, 1.0)]
+    states = _state_range(pipeline, dataset)
+    ends = [
+        pipeline.postprocess(torch.full((1, 1, a), v), dataset, None if states is None else states[i])
+        for i, v in enumerate((-1.0, 1.0))
+    ]
     e = np.stack([np.asarray(x, dtype=np.float64).reshape(-1) for x in ends])
     lo, hi = e.min(0), e.max(0)
     for step in _stats_steps(pipeline, "outputs"):

@@ -27,6 +27,7 @@ from .layout import CropToEmbodiment, PadToEmbodiment, embodiment_from_stats
 from .normalize import Normalize, Unnormalize, normalize_tensor, unnormalize_tensor
 from .normalize_ar import AR_KEY, NormalizeAR
 from .pipeline import Pipeline
+from .relative import ToAbsoluteActions, ToRelativeActions, relative_dims, relative_stats
 from .tokenize import DefaultPrompt, PromptTokenizer
 
 __all__ = [
@@ -51,11 +52,15 @@ __all__ = [
     "PromptTokenizer",
     "Sample",
     "SampleStep",
+    "ToAbsoluteActions",
+    "ToRelativeActions",
     "Unnormalize",
     "build_pipeline",
     "embodiment_from_stats",
     "normalize_tensor",
     "register_step",
+    "relative_dims",
+    "relative_stats",
     "to_model_image",
     "unnormalize_tensor",
 ]

@@ -16,6 +16,7 @@ from .layout import CropToEmbodiment, PadToEmbodiment, embodiment_from_stats
 from .normalize import Normalize, Unnormalize
 from .normalize_ar import NormalizeAR
 from .pipeline import Pipeline
+from .relative import ToAbsoluteActions, ToRelativeActions
 from .tokenize import DefaultPrompt, PromptTokenizer
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ def build_pipeline(
     on_long_answer: str = "skip",
     prompt: PromptTokenizer | None = None,
     ar_normalizer: NormalizeAR | None = None,
+    relative: Mapping[str, wall_data.RelativeActions] | None = None,
 ) -> Pipeline:
     """The whole pre/post-processing of a :class:`WallVLA`.
 
@@ -82,16 +84,24 @@ def build_pipeline(
             dataset; default (with an action tokenizer): ``NormalizeAR.from_stats(stats)``, i.e. the flow
             normaliser's q01/q99, so the discrete targets are unchanged (the paper does not say what the
             release's AR normaliser holds). The tokenizer must have been fitted on its output.
+        relative: ``{dataset: RelativeActions}`` for datasets trained on delta-from-state actions (their
+            ``stats["action"]`` must be relative-chunk stats, see :func:`~wall_core.processing.relative_stats`).
 
-    Returns: a :class:`Pipeline` with inputs KeyMapping -> ObservationContract -> ImageConversion ->
-    [NormalizeAR, with an action tokenizer] -> Normalize -> PadToEmbodiment -> (prompt step) -> Collate, and
-    outputs CropToEmbodiment -> Unnormalize.
+    Returns: a :class:`Pipeline` with inputs KeyMapping -> ObservationContract -> (ToRelativeActions, with
+    ``relative``) -> ImageConversion -> [NormalizeAR, with an action tokenizer] -> Normalize ->
+    PadToEmbodiment -> (prompt step) -> Collate, and outputs CropToEmbodiment -> Unnormalize ->
+    (ToAbsoluteActions).
     """
     cfg, bb = model.config, model.backbone
     if action_tokenizer is not None and action_tokenizer.vocab_size > cfg.num_action_tokens:
         raise ValueError(f"the action tokenizer has {action_tokenizer.vocab_size} ids but the model reserves "
                          f"num_action_tokens={cfg.num_action_tokens}; build the model with the tokenizer's size")  # fmt: skip
     specs = _embodiments(stats, embodiments)
+    unknown = sorted(set(relative or {}) - set(specs))
+    if unknown:
+        raise PipelineKeyError(
+            f"relative actions given for {unknown}, which are not robot datasets: {sorted(specs)}"
+        )
     if default_dataset is None and len(specs) == 1:
         default_dataset = next(iter(specs))
     size = (cfg.image_size, cfg.image_size)
@@ -111,6 +121,7 @@ def build_pipeline(
     inputs = [
         KeyMapping.from_presets(key_maps, cfg.cameras, default_dataset),
         ObservationContract(cfg.cameras, cfg.action_horizon, robots),
+        *([ToRelativeActions(relative)] if relative else []),
         ImageConversion(cfg.cameras, size),
         *([ar_normalizer] if ar_normalizer is not None else []),
         Normalize(robot_stats, mode=norm_mode, clamp=clamp),
@@ -121,5 +132,6 @@ def build_pipeline(
     outputs = [
         CropToEmbodiment(cfg.state_dim, cfg.action_dim, specs),
         Unnormalize(robot_stats, mode=norm_mode),
+        *([ToAbsoluteActions(relative)] if relative else []),
     ]
     return Pipeline(inputs, outputs)

@@ -79,7 +79,8 @@ def stats_to_tensors(stats: Mapping[str, Mapping[str, wall_data.FeatureStats]]) 
     for ds, feats in stats.items():
         for key, st in feats.items():
             for f in STAT_FIELDS:
-                out[SEP.join((ds, key, f))] = torch.as_tensor(np.asarray(getattr(st, f), dtype=np.float64))
+                # a copy: stats may share one array between fields (min is q01), which safetensors refuses
+                out[SEP.join((ds, key, f))] = torch.tensor(np.asarray(getattr(st, f), dtype=np.float64))
     return out
 
 

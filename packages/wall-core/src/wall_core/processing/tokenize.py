@@ -86,22 +86,38 @@ class PromptTokenizer(SampleStep):
         self.action_tokenizer = wall_tokenizer.load(at) if at.exists() else None
         self._ids = {}
 
-    def encode_actions(self, action: Tensor) -> list[int]:
-        """AR-normalised robot action [H, A_robot] (:data:`AR_KEY`) -> host token ids of its discrete code."""
-        assert self.action_tokenizer is not None and self.vocab is not None
-        # wall_tokenizer is numpy-only, and FAST's DCT/BPE is fitted on float64 chunks: the one float64 hop
-        codes = self.action_tokenizer.encode(action.detach().cpu().numpy().astype(np.float64)[None])[0]
-        return self.vocab.to_host(codes).tolist()
-
-    def decode_actions(self, codes: list[list[int]]) -> tuple[Tensor, Tensor]:
-        """Discrete action ids (not host ids) per row -> (AR-normalised robot actions float32 [B, H, A_robot],
-        valid bool [B])."""
+    def _tokenizer(self, dataset: str | None) -> wall_tokenizer.ActionTokenizer:
+        """The action tokenizer for ``dataset`` (its own one inside a per-embodiment tokenizer)."""
         if self.action_tokenizer is None:
             raise RuntimeError("this pipeline has no action tokenizer")
-        res = self.action_tokenizer.decode([np.asarray(c, dtype=np.int64) for c in codes])
-        return torch.from_numpy(np.asarray(res.actions, dtype=np.float32)), torch.from_numpy(
-            np.asarray(res.valid)
-        )
+        if isinstance(self.action_tokenizer, wall_tokenizer.PerEmbodimentTokenizer):
+            return self.action_tokenizer.get(dataset)
+        return self.action_tokenizer
+
+    def encode_actions(self, action: Tensor, dataset: str | None = None) -> list[int]:
+        """AR-normalised robot action [H, A_robot] (:data:`AR_KEY`) of ``dataset`` -> host token ids of its
+        discrete code."""
+        assert self.vocab is not None
+        # wall_tokenizer is numpy-only, and FAST's DCT/BPE is fitted on float64 chunks: the one float64 hop
+        codes = self._tokenizer(dataset).encode(action.detach().cpu().numpy().astype(np.float64)[None])[0]
+        return self.vocab.to_host(codes).tolist()
+
+    def decode_actions(
+        self, codes: list[list[int]], datasets: list[str] | None = None
+    ) -> tuple[list[Tensor], Tensor]:
+        """Discrete action ids (not host ids) per row -> (AR-normalised robot actions, one float32
+        [H, A_robot] per row, and valid bool [B]); ``datasets`` names each row's robot (needed by a
+        per-embodiment tokenizer with several robots)."""
+        names: list[str | None] = list(datasets) if datasets is not None else [None] * len(codes)
+        rows: list[Tensor] = [torch.empty(0)] * len(codes)
+        valid = torch.zeros(len(codes), dtype=torch.bool)
+        for name in dict.fromkeys(names):
+            idx = [i for i, n in enumerate(names) if n == name]
+            res = self._tokenizer(name).decode([np.asarray(codes[i], dtype=np.int64) for i in idx])
+            acts = torch.from_numpy(np.asarray(res.actions, dtype=np.float32))
+            for j, i in enumerate(idx):
+                rows[i], valid[i] = acts[j], bool(res.valid[j])
+        return rows, valid
 
 
 @register_step
@@ -197,7 +213,10 @@ class DefaultPrompt(PromptTokenizer):
                         "tokenizer encodes): put a NormalizeAR step before Normalize (build_pipeline does)"
                     )
                 add(
-                    [*self.encode_actions(sample[AR_KEY]), self.token_id("<|im_end|>")],
+                    [
+                        *self.encode_actions(sample[AR_KEY], sample.get("dataset")),
+                        self.token_id("<|im_end|>"),
+                    ],
                     SEG.ACTION,
                     supervised=True,
                 )
