@@ -228,14 +228,8 @@ def cmd_view(args: argparse.Namespace) -> int:
 UNCHECKED = "do not refuse NaN/inf or out-of-bounds action chunks (logged; for debugging only)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wall", description="Wall-OSS-0.5 toolkit")
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train from a YAML config with dotted overrides (key=value)")
-    t.add_argument("config", nargs="?")
-    t.add_argument("overrides", nargs="*")
-    t.set_defaults(fn=cmd_train)
+def _add_policy_parsers(sub: Any) -> None:
+    """``wall eval``, ``wall run`` and ``wall serve``: the commands that drive a saved policy."""
     e = sub.add_parser("eval", help="closed-loop MetaWorld evaluation of a saved policy")
     e.add_argument("--policy", required=True)
     e.add_argument("--tasks", nargs="+", default=["reach-v3"])
@@ -258,6 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--token", default=None, help="token clients must send (or env WALL_SERVE_TOKEN)")
     s.add_argument("--no-action-checks", action="store_true", help=UNCHECKED)
     s.set_defaults(fn=cmd_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wall", description="Wall-OSS-0.5 toolkit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train from a YAML config with dotted overrides (key=value)")
+    t.add_argument("config", nargs="?")
+    t.add_argument("overrides", nargs="*")
+    t.set_defaults(fn=cmd_train)
+    _add_policy_parsers(sub)
     c = sub.add_parser(
         "convert",
         help="convert a checkpoint between the released (author/LeRobot), our and Qwen2.5-VL layouts",
