@@ -77,7 +77,10 @@ class Policy(Protocol):
 
 
 def _frozen_array(x: Any, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    a = np.array(x, dtype=float)
+    try:
+        a = np.array(x, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"SafetyLimits: {name} must be numbers, got {x!r} ({e})") from None
     if shape is not None:
         try:
             a = np.broadcast_to(a, shape).copy()
@@ -148,7 +151,10 @@ class SafetyLimits:
         ``previous`` [A] is the robot's last known position (finite). Raises :class:`UnsafeActionError`
         (counted) for a wrongly shaped or non-finite action, or a non-finite ``previous``. Returns [A] float64.
         """
-        a = np.asarray(action, dtype=float)
+        try:
+            a = np.asarray(action, dtype=float)
+        except (TypeError, ValueError) as e:
+            raise self.refuse(f"refusing to send a non-numeric action {action!r} ({e})") from None
         if a.shape != self.lower.shape:
             raise self.refuse(f"action has shape {a.shape}, the robot expects {self.lower.shape}")
         if not np.isfinite(a).all():

@@ -282,6 +282,29 @@ class _Envs:
         return RobotEnv(self.robot, task, success_fn=self.success_fn, reset_fn=self.reset_fn, fps=self.fps)
 
 
+def _run_tasks(
+    report: EvalReport, envs: _Envs, chunker: ActionChunker | AsyncChunker, tasks: list[str], episodes: int,
+    seed: int, variant_offset: int, max_steps: int, recorder: Any | None,
+) -> None:  # fmt: skip
+    """Every episode of every task into ``report`` (first trajectory per task kept), with a progress bar."""
+    bar = tqdm(total=len(tasks) * episodes, desc="evaluating", unit="ep", disable=None)
+    try:
+        for task in tasks:
+            env = envs.make(task)
+            for ep in range(episodes):
+                result, trajectory = _episode(
+                    env, chunker, task, seed + ep, variant_offset + ep, max_steps, recorder, ep
+                )
+                report.episodes.append(result)
+                if ep == 0:
+                    report.trajectories[task] = trajectory
+                bar.update(1)
+            if hasattr(env, "close") and not isinstance(env, RobotEnv):
+                env.close()
+    finally:
+        bar.close()
+
+
 def evaluate(
     policy: Policy,
     tasks: list[str],
@@ -328,22 +351,9 @@ def evaluate(
         env_factory, robot, policy, max_steps, safety_limits, unsafe_robot, success_fn, reset_fn, fps
     )
     report = EvalReport()
-    bar = tqdm(total=len(tasks) * episodes_per_task, desc="evaluating", unit="ep", disable=None)
     try:
-        for task in tasks:
-            env = envs.make(task)
-            for ep in range(episodes_per_task):
-                result, trajectory = _episode(
-                    env, chunker, task, seed + ep, variant_offset + ep, max_steps, recorder, ep
-                )
-                report.episodes.append(result)
-                if ep == 0:
-                    report.trajectories[task] = trajectory
-                bar.update(1)
-            if hasattr(env, "close") and not isinstance(env, RobotEnv):
-                env.close()
+        _run_tasks(report, envs, chunker, tasks, episodes_per_task, seed, variant_offset, max_steps, recorder)
     finally:
-        bar.close()
         if envs.robot is not None:
             envs.robot.disconnect()
     if chunker.guard is not None:
