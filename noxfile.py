@@ -1,10 +1,11 @@
 """Sessions for the wall workspace.
 
 ``nox`` with no arguments runs the default sessions: every package's tests (not slow), the first four each
-in a virtualenv that holds only that package (and what it declares), then ruff, mypy and every README's
-python blocks. ``nox -s wheels slow`` adds the wheel check (each package built and installed alone from
-one wheel folder, in a fresh venv) and the tests marked ``@pytest.mark.slow`` (the ``--quick`` embedded
-default end to end, MetaWorld demo generation); ``.ci/run`` runs both commands. ``nox -s tests`` runs every test in one venv.
+in a virtualenv that holds only that package (and what it declares), then ruff, mypy, every README's
+python blocks and the reliability catalogue (``benchmarks/reliability.py``, about a minute).
+``nox -s wheels slow`` adds the wheel check (each package built and installed alone from one wheel folder,
+in a fresh venv) and the tests marked ``@pytest.mark.slow`` (the ``--quick`` embedded default end to end,
+MetaWorld demo generation); ``.ci/run`` runs both commands. ``nox -s tests`` runs every test in one venv.
 
 Torch always comes from local disk: ``constraints/torch-cpu.txt`` (2.13.0 CPU) for packages that
 need only torch, ``constraints/torch-vision.txt`` (2.14.1 + torchvision 0.29.1) where timm needs
@@ -218,6 +219,14 @@ def readme(session: nox.Session) -> None:
     bin_dir = _full_env(session)
     readmes = ["README.md", *(f"packages/wall-{n}/README.md" for n in NAMES)]
     session.run(str(bin_dir / "python"), ".ci/readme_blocks.py", *readmes, external=True)
+
+
+@nox.session(venv_backend="none")
+def reliability(session: nox.Session) -> None:
+    """Replay the reliability catalogue (>= 150 bad datasets, checkpoints, policy folders, server requests and
+    robot commands) and print its table; fails unless crashes, silent wrong results and data lost are all 0."""
+    bin_dir = _full_env(session)
+    session.run(str(bin_dir / "python"), "benchmarks/reliability.py", *session.posargs, external=True)
 
 
 # What each package's alone-check may not import without extras, and what must be absent.

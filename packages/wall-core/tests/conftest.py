@@ -51,3 +51,9 @@ def setup():
 @pytest.fixture
 def make():
     return make_setup
+
+
+@pytest.fixture(scope="module")
+def make_once():
+    """:func:`make_setup` for module-scoped fixtures."""
+    return make_setup

@@ -79,7 +79,8 @@ def test_load_errors_name_the_file_and_what_is_missing(setup, tmp_path):
     _, proc, _ = setup
     root = proc.save_pretrained(tmp_path / "p")
     manifest = json.loads((root / "pipeline.json").read_text())
-    tensors = root / manifest["inputs"][3]["dir"] / "tensors.safetensors"
+    normalize = next(s for s in manifest["inputs"] if s["type"] == "Normalize")
+    tensors = root / normalize["dir"] / "tensors.safetensors"
     tensors.rename(tmp_path / "moved")
     with pytest.raises(PipelineLoadError, match="tensors.safetensors lacks stats"):
         Pipeline.from_pretrained(root)

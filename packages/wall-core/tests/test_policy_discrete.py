@@ -40,7 +40,9 @@ def test_invalid_greedy_decode_is_retried_by_sampling(setup):
     out = policy.infer(obs)["actions"]
     assert np.isfinite(out).all() and out.shape == (8, 4)
     assert fake.calls == [0.0, 0.7]  # one greedy decode, one sampled retry at the paper's temperature
-    assert policy.discrete_counts == {"invalid": 1, "retried_valid": 1, "flow_fallback": 0, "refused": 0}
+    assert policy.discrete_counts == {
+        "invalid": 1, "retried_valid": 1, "flow_fallback": 0, "refused": 0, "held": 0
+    }  # fmt: skip
     zero = policy.pipeline.postprocess(torch.zeros(1, 8, 8), ["sim"])[
         0
     ].numpy()  # the all-zero chunk, unnormalised

@@ -26,6 +26,9 @@ INP = load_file(str(FIX / "inputs.safetensors"))
 REF = load_file(str(FIX / "outputs.safetensors"))
 REC = json.loads((FIX / "inputs.json").read_text())
 FACE = "observation.images.face_view"
+# The fixture's weights are random: its chunks leave the stats' bounds (normalised values up to 4.4), so the
+# parity tests opt out of the action checks explicitly; test_random_chunk_is_refused_by_default covers them.
+UNCHECKED = {"check_actions": False}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def _expected(policy, obs, seed):
 
 
 def test_policy_from_converted_folder_matches_the_fixture(folder):
-    policy = WallPolicy.from_pretrained(folder)
+    policy = WallPolicy.from_pretrained(folder, **UNCHECKED)
     with torch.no_grad():
         chunk = policy.model.predict_actions(policy.pipeline([_obs()]), noise=INP["noise"])
     raw = policy.pipeline.postprocess(chunk)
@@ -69,7 +72,9 @@ def _free_port() -> int:
 def test_wall_serve_answers_with_released_actions(folder):
     port = _free_port()
     threading.Thread(
-        target=main, args=(["serve", "--policy", str(folder), "--port", str(port)],), daemon=True
+        target=main,
+        args=(["serve", "--policy", str(folder), "--port", str(port), "--no-action-checks"],),
+        daemon=True,
     ).start()
     deadline, got = time.time() + 60, None
     while got is None:
@@ -80,13 +85,13 @@ def test_wall_serve_answers_with_released_actions(folder):
             if time.time() > deadline:
                 raise
             time.sleep(0.5)
-    local = WallPolicy.from_pretrained(folder)
+    local = WallPolicy.from_pretrained(folder, **UNCHECKED)
     assert np.asarray(got).shape == (32, 26) and np.isfinite(got).all()
     assert np.allclose(got, _expected(local, _obs(), 0), atol=1e-5)  # the served policy's first draw (seed 0)
 
 
 def test_smaller_robot_is_cropped_and_unclamped(folder):
-    base = WallPolicy.from_pretrained(folder)
+    base = WallPolicy.from_pretrained(folder, **UNCHECKED)
     lo, hi = torch.full((6,), -0.5, dtype=torch.float64), torch.full((6,), 0.5, dtype=torch.float64)
     one = {"q01": lo, "q99": hi}
     stats = feature_stats({"arm6": {"action": dict(one), "observation.state": dict(one)}})
@@ -94,7 +99,7 @@ def test_smaller_robot_is_cropped_and_unclamped(folder):
     pipe = build_released_pipeline(
         base.model, stats=stats, min_pixels=proc["min_pixels"], max_pixels=proc["max_pixels"]
     )
-    policy = WallPolicy(base.model, pipe)
+    policy = WallPolicy(base.model, pipe, **UNCHECKED)
     obs = _obs(
         state=torch.tensor([0.1, -0.2, 0.3, 2.0, -2.0, 0.0])
     )  # out-of-range state: clamped to +-1 bins
@@ -111,3 +116,16 @@ def test_smaller_robot_is_cropped_and_unclamped(folder):
     want = ((chunk + 1) * (hi - lo).float() / 2 + lo.float()).numpy()
     assert got.shape == (32, 6) and np.allclose(got, want, atol=1e-5)
     assert (np.abs(got) > 0.5).any()  # raw output is not clamped to [q01, q99]
+
+
+def test_random_chunk_is_refused_by_default(folder):
+    """Checks on (the default): the random fixture's chunk leaves the declared bounds and is refused, counted."""
+    policy = WallPolicy.from_pretrained(folder)
+    contract = policy.contract()
+    assert contract.robot == "x2_normal" and contract.action_dim == 26 and contract.action_horizon == 32
+    lo, hi = np.array(contract.action_low), np.array(contract.action_high)
+    unchecked = WallPolicy.from_pretrained(folder, **UNCHECKED).infer(_obs())["actions"]
+    assert ((unchecked < lo) | (unchecked > hi)).any()  # this chunk is out of bounds ...
+    with pytest.raises(wr.UnsafeActionError, match="outside the policy's declared bounds"):
+        policy.infer(_obs())  # ... and is refused when checks are on
+    assert policy.refused_chunks == 1

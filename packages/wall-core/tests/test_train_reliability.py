@@ -139,3 +139,25 @@ def test_resume_with_changed_lr_is_refused_unless_allowed(toy_root, tmp_path):
         )
     )
     assert [h["step"] for h in m.history] == [2, 3]
+
+
+def test_checkpoint_checksum_is_written_and_verified_on_resume(toy_root, tmp_path, caplog):
+    """Issue 19 finding 6: flipped bytes in last.ckpt resumed and exported with exit 0."""
+    train(_cfg(toy_root, tmp_path / "a", 4, extra=["stop_after=2", "checkpoint_every=2"]))
+    ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    side = ckpt.with_name("last.ckpt.sha256")
+    assert side.read_text().split()[0] == __import__("hashlib").sha256(ckpt.read_bytes()).hexdigest()
+    data = bytearray(ckpt.read_bytes())
+    for i in range(64):
+        data[len(data) // 2 + i] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    out = tmp_path / "b"
+    with pytest.raises(ValueError, match=r"last\.ckpt: sha256 differs"):
+        train(_cfg(toy_root, out, 4, extra=[f"resume={ckpt}"]))
+    side.unlink()
+    conf = tmp_path / "c.yaml"
+    conf.write_text(yaml.safe_dump({"data": {"datasets": [{"root": str(toy_root), "name": "toy"}]}}))
+    args = [a for a in _overrides(out, 4) if not a.startswith("data.")]
+    assert main(["train", str(conf), *args, f"resume={ckpt}"]) == 2  # no traceback, nothing exported
+    assert not (out / "policy").exists()
+    assert "has no last.ckpt.sha256" in caplog.text

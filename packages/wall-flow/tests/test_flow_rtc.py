@@ -79,3 +79,41 @@ def test_bad_prefix_shape_is_refused() -> None:
         rtc_sample(gaussian_velocity, x0, torch.zeros(2, 8, 3), delay=2)
     with pytest.raises(ValueError, match="delay=9 exceeds"):
         rtc_sample(gaussian_velocity, x0, torch.zeros(2, 8, 4), delay=9)
+
+
+def test_formulas_match_the_paper_and_lerobots_time_reversed_form() -> None:
+    """Paper: W_i = c_i (e^{c_i} - 1)/(e - 1), c_i = (H - s - i)/(H - s - d + 1) on d <= i < H - s; w(t) =
+    min(beta, (1 - t)/(t r^2)), r^2 = (1 - t)^2/(t^2 + (1 - t)^2). LeRobot writes the same with its time
+    tau = 1 - t: w = min(beta, tau/(1 - tau) * (tau^2 + (1 - tau)^2)/tau^2), and builds the ramp as
+    linspace(1, 0, n + 2)[1:-1] over the n = H - s - d ramp steps."""
+    H, d, s = 16, 3, 5
+    n = H - s - d
+    lin = torch.linspace(1, 0, n + 2)[1:-1]
+    lerobot_w = torch.cat([torch.ones(d), lin * torch.expm1(lin) / (math.e - 1), torch.zeros(s)])
+    torch.testing.assert_close(soft_mask(H, d, s), lerobot_w, rtol=1e-6, atol=1e-7)
+    for t in (0.1, 0.3, 0.5, 0.7, 0.85):
+        tau = 1 - t
+        lerobot = min(10.0, tau / (1 - tau) * (tau**2 + (1 - tau) ** 2) / tau**2)
+        assert guidance_weight(t, 10.0) == pytest.approx(lerobot, rel=1e-12)
+    assert guidance_weight(0.5, 10.0) == pytest.approx(2.0)  # (t^2 + (1-t)^2) / (t (1-t)) at t = 1/2
+
+
+def test_one_guided_step_equals_the_hand_computed_vjp() -> None:
+    """v(x) = a x + b elementwise: x̂1 = x + (1 - t) v, J = (1 + (1 - t) a) I, so one Euler step from t is
+    x + dt (v + w(t) (1 + (1 - t) a) W (y - x̂1)); checked at t0 = 0.2 with dt = 0.8 (num_steps=1)."""
+    a, b, beta, t0 = -0.7, 0.3, 5.0, 0.2
+    x0 = torch.randn(2, 8, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    y = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    dm = torch.tensor([1.0, 0.0, 1.0])
+    out = rtc_sample(lambda x, t: a * x + b, x0, y, delay=2, beta=beta, num_steps=1, t0=t0, dof_mask=dm)
+    v = a * x0 + b
+    x1_hat = x0 + (1 - t0) * v
+    W = soft_mask(8, 2, 3).double()[None, :, None] * dm.double()[None, None, :]
+    y_full = torch.zeros_like(x0)
+    y_full[:, :5] = y
+    w = min(beta, (1 - t0) / (t0 * (1 - t0) ** 2 / (t0**2 + (1 - t0) ** 2)))
+    expected = x0 + (1 - t0) * (v + w * (1 + (1 - t0) * a) * W * (y_full - x1_hat))
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    assert w == pytest.approx(4.25)  # (0.04 + 0.64) / (0.2 * 0.8): below the clip
+    with pytest.raises(ValueError, match="NaN"):
+        rtc_sample(gaussian_velocity, x0.float(), torch.full((2, 5, 3), float("nan")), delay=2)

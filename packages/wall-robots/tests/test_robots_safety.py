@@ -220,3 +220,13 @@ def test_chunker_empty_chunk_is_clear_even_unchecked_and_opt_out_is_logged(caplo
         ch.act({})
     ch2 = wr.ActionChunker(FixedPolicy(np.full((2, 2), 1e30)), check_actions=False)
     assert ch2.act({})[0] == 1e30  # explicitly unchecked
+
+
+def test_non_numeric_limits_and_commands_are_clear_errors():
+    """Found by the reliability suite: strings reached numpy and came back as its own ValueError."""
+    with pytest.raises(ValueError, match="SafetyLimits: lower must be numbers"):
+        wr.SafetyLimits(lower=["a", "b"], upper=[1.0, 1.0])
+    limits = wr.SafetyLimits(lower=[-1.0, -1.0], upper=[1.0, 1.0])
+    with pytest.raises(wr.UnsafeActionError, match="non-numeric action"):
+        limits.apply(np.array(["a", "b"]), None)
+    assert limits.counts["refused"] == 1

@@ -268,3 +268,18 @@ def test_openpi_names_are_mapped_to_the_contract_and_custom_maps_apply():
         }
         with wr.PolicyClient("127.0.0.1", server.port, timeout=5) as c:
             assert c.infer(custom)["actions"].shape == (3, 2)
+
+
+@pytest.mark.parametrize(
+    "frame", [b"", b"\x91" * 5000 + b"\xc0", b"\x93\x01\x02\x03extra", b"not bytes" + b"\xc1"]
+)
+def test_undecodable_frames_get_a_reason_and_the_server_goes_on(frame):
+    """Found by the reliability suite: msgpack's StackError arrived as an error frame with no message."""
+    with wr.PolicyServer(StatePolicy()) as server:
+        with connect(f"ws://127.0.0.1:{server.port}", open_timeout=5) as ws:
+            ws.recv(timeout=5)
+            ws.send(frame)
+            err = ws.recv(timeout=5)
+        assert isinstance(err, str) and "send wall_robots.packb(observation dict)" in err
+        with wr.PolicyClient("127.0.0.1", server.port, timeout=5) as c:
+            assert c.infer({"observation.state": np.ones(2)})["actions"].shape == (3, 2)

@@ -68,7 +68,7 @@ def test_bins_count_out_of_range():
 
 
 def test_registry_lists_all():
-    assert set(wt.list_tokenizers()) == {"fast", "fast_released", "bins", "rvq"}
+    assert set(wt.list_tokenizers()) == {"fast", "fast_released", "bins", "rvq", "per_embodiment"}
 
 
 def test_vocab_mapper_round_trip_batches():

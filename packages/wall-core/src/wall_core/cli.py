@@ -1,4 +1,4 @@
-"""The ``wall`` command line: train, eval, serve, convert, fit-tokenizer, stats, demo, report, view."""
+"""The ``wall`` command line: train, eval, run, serve, convert, fit-tokenizer, stats, demo, report, view."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+from .cli_run import add_run_parser
 
 __all__ = ["main"]
 logger = logging.getLogger("wall")
@@ -32,15 +35,64 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# optional modules a command needs -> the wall-core extra that installs them
+EXTRAS = {"metaworld": "sim", "mujoco": "sim", "gym_aloha": "sim", "dm_control": "sim", "gymnasium": "sim",
+          "websockets": "server", "msgpack": "server", "matplotlib": "plot", "peft": "lora"}  # fmt: skip
+NEEDS = {"eval": ("metaworld",), "demo": ("metaworld",), "serve": ("websockets",)}
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency of a command is not installed; the message names the extra to install."""
+
+
+def _missing_extra(module: str) -> MissingExtraError:
+    extra = EXTRAS.get(module.split(".")[0])
+    hint = f"pip install 'wall-core[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
+    return MissingExtraError(f"this command needs {module!r}, which is not installed: {hint}")
+
+
+def _extra_hint(e: ImportError) -> str | None:
+    """The one-line message for an ImportError of an optional module (its own name or its cause's), else None."""
+    if isinstance(e, MissingExtraError):
+        return str(e)
+    for name in (e.name, getattr(e.__cause__, "name", None)):
+        if isinstance(name, str) and name.split(".")[0] in EXTRAS:
+            return str(_missing_extra(name))
+    return None
+
+
+def _require(cmd: str) -> None:
+    """Raise :class:`MissingExtraError` when a module ``cmd`` needs cannot be found."""
+    import importlib.util
+
+    for module in NEEDS.get(cmd, ()):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module set to None in sys.modules (tests), or a broken one
+            found = False
+        if not found:
+            raise _missing_extra(module)
+
+
+def _checked(args: argparse.Namespace) -> bool:
+    """False for ``--no-action-checks`` (logged), else True."""
+    if getattr(args, "no_action_checks", False):
+        logger.warning("--no-action-checks: action chunks are NOT checked for NaN/inf or the policy's bounds")
+        return False
+    return True
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import wall_robots
 
     from .policy import WallPolicy
 
-    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode)
+    check = _checked(args)
+    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode, check_actions=check)
     report = wall_robots.evaluate(
-        policy, args.tasks, args.episodes, execute_steps=args.execute_steps, max_steps=args.max_steps
-    )
+        policy, args.tasks, args.episodes, execute_steps=args.execute_steps, max_steps=args.max_steps,
+        check_actions=check,
+    )  # fmt: skip
     md = wall_robots.write_report(report, args.out)
     logger.info("success %.0f%%; report %s", 100 * report.success_rate, md)
     return 0
@@ -51,11 +103,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .policy import WallPolicy
 
-    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode)
+    check = _checked(args)
+    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode, check_actions=check)
     meta = {"action_horizon": policy.model.config.action_horizon}
     token = args.token or os.environ.get("WALL_SERVE_TOKEN") or None
     server = wall_robots.PolicyServer(
-        policy, host=args.host, port=args.port, metadata=meta, allow_public=args.allow_public, token=token
+        policy,
+        host=args.host,
+        port=args.port,
+        metadata=meta,
+        allow_public=args.allow_public,
+        token=token,
+        check_actions=check,
+        key_map=policy.key_map,
     )
     logger.info("serving %s on ws://%s:%d (openpi protocol)", args.policy, args.host, args.port)
     server.serve_forever()
@@ -84,23 +144,45 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
+STATS = "meta/stats.json"
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
+    """Validate the dataset (every problem logged, naming file / episode / frame; exit 2 if any; the stats
+    file being recomputed may be missing or stale), then write its ``meta/stats.json`` (and its checksum)."""
     import wall_data
 
-    ds = wall_data.LeRobotDataset(args.dataset, cameras=[])
+    problems = [p for p in wall_data.validate_dataset(args.dataset) if p.file != STATS]
+    if problems:
+        for p in problems[:50]:
+            logger.error("%s", p)
+        more = " (first 50 shown)" if len(problems) > 50 else ""
+        logger.error("%s: %d problem(s)%s; no statistics written", args.dataset, len(problems), more)
+        return 2
+    ds = wall_data.LeRobotDataset(args.dataset, cameras=[], verify_checksums=False)
     stats = wall_data.compute_stats(
         {k: v.reshape(len(v), -1) for k, v in ds.arrays.items() if v.dtype.kind == "f"}
     )
-    out = Path(args.out or Path(args.dataset) / "meta" / "stats.json")
-    wall_data.save_stats(stats, out)
+    root = Path(args.dataset)
+    out = Path(args.out or root / STATS)
+    if out.resolve() == (root / STATS).resolve() and (root / "meta" / "checksums.json").is_file():
+        from wall_data.integrity import Commit
+
+        commit = Commit(root)  # the dataset's manifest gets the new file's sha256
+        wall_data.save_stats(stats, commit.stage(STATS))
+        commit.commit()
+    else:
+        wall_data.save_stats(stats, out)
     logger.info("stats for %s written to %s", sorted(stats), out)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.multi:
+        return _demo_multi(args)
     from .demo import DemoConfig, run_demo
 
-    kw = {"out": args.out}
+    kw: dict[str, Any] = {"out": args.out or "runs/demo"}
     if args.mode:
         kw["policy_mode"] = args.mode
     if args.objective:
@@ -108,6 +190,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
     result = run_demo(cfg)
     logger.info("success rate %.0f%% — see %s", 100 * result["success_rate"], Path(cfg.out) / "report.md")
+    return 0
+
+
+def _demo_multi(args: argparse.Namespace) -> int:
+    """``wall demo --multi``: MetaWorld + ALOHA in one model vs one model per robot (see wall_core.demo_multi)."""
+    from .demo_multi import MultiDemoConfig, run_multi_demo
+
+    if args.mode and args.mode != "flow":
+        raise SystemExit("wall demo --multi evaluates the flow head; --mode discrete is not offered for it")
+    kw: dict[str, Any] = {"out": args.out or "runs/demo_multi"}
+    if args.objective:
+        kw["objective"] = json.loads(args.objective)
+    cfg = MultiDemoConfig.quick(**kw) if args.quick else MultiDemoConfig(**kw)
+    result = run_multi_demo(cfg)
+    logger.info("per-embodiment success:\n%s\nsee %s", result["table"], Path(cfg.out) / "report.md")
     return 0
 
 
@@ -128,14 +225,11 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wall", description="Wall-OSS-0.5 toolkit")
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train from a YAML config with dotted overrides (key=value)")
-    t.add_argument("config", nargs="?")
-    t.add_argument("overrides", nargs="*")
-    t.set_defaults(fn=cmd_train)
+UNCHECKED = "do not refuse NaN/inf or out-of-bounds action chunks (logged; for debugging only)"
+
+
+def _add_policy_parsers(sub: Any) -> None:
+    """``wall eval``, ``wall run`` and ``wall serve``: the commands that drive a saved policy."""
     e = sub.add_parser("eval", help="closed-loop MetaWorld evaluation of a saved policy")
     e.add_argument("--policy", required=True)
     e.add_argument("--tasks", nargs="+", default=["reach-v3"])
@@ -144,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-steps", type=int, default=150)
     e.add_argument("--mode", default="flow", choices=["flow", "discrete"])
     e.add_argument("--out", default="runs/eval")
+    e.add_argument("--no-action-checks", action="store_true", help=UNCHECKED)
     e.set_defaults(fn=cmd_eval)
+    add_run_parser(sub)
     s = sub.add_parser("serve", help="serve a saved policy over openpi's websocket protocol")
     s.add_argument("--policy", required=True)
     s.add_argument("--host", default="127.0.0.1")
@@ -154,7 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-public", action="store_true", help="allow binding a non-loopback host such as 0.0.0.0"
     )
     s.add_argument("--token", default=None, help="token clients must send (or env WALL_SERVE_TOKEN)")
+    s.add_argument("--no-action-checks", action="store_true", help=UNCHECKED)
     s.set_defaults(fn=cmd_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wall", description="Wall-OSS-0.5 toolkit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train from a YAML config with dotted overrides (key=value)")
+    t.add_argument("config", nargs="?")
+    t.add_argument("overrides", nargs="*")
+    t.set_defaults(fn=cmd_train)
+    _add_policy_parsers(sub)
     c = sub.add_parser(
         "convert",
         help="convert a checkpoint between the released (author/LeRobot), our and Qwen2.5-VL layouts",
@@ -175,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-chunks", type=int, default=4000)
     f.add_argument("--options", help='JSON, e.g. \'{"scale": 10, "vocab_size": 512}\'')
     f.set_defaults(fn=cmd_fit_tokenizer)
+    _add_data_parsers(sub)
+    return p
+
+
+def _add_data_parsers(sub: Any) -> None:
+    """The ``stats``, ``demo``, ``report`` and ``view`` sub-commands."""
     st = sub.add_parser("stats", help="(re)compute meta/stats.json of a LeRobot dataset")
     st.add_argument("--dataset", required=True)
     st.add_argument("--out")
@@ -183,7 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the embedded default: MetaWorld demos -> train -> closed-loop eval -> report"
     )
     d.add_argument("--quick", action="store_true", help="3-minute smoke version")
-    d.add_argument("--out", default="runs/demo")
+    d.add_argument(
+        "--multi",
+        action="store_true",
+        help="one model on MetaWorld + ALOHA vs one model per robot, per-embodiment success table",
+    )
+    d.add_argument("--out", help="default: runs/demo (runs/demo_multi with --multi)")
     d.add_argument("--mode", choices=["flow", "discrete"], help="which action head the evaluated policy uses")
     d.add_argument(
         "--objective",
@@ -200,17 +319,25 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--episodes", type=int, default=10, help="how many episodes to show")
     v.add_argument("--rerun", action="store_true", help="also write a Rerun .rrd (needs rerun-sdk)")
     v.set_defaults(fn=cmd_view)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    from wall_robots.robot import UnsafeActionError
+
     from .training.guards import NonFiniteError
 
     try:
+        _require(args.cmd)
         return args.fn(args)
-    except (ValueError, KeyError, FileNotFoundError, NonFiniteError) as e:
+    except ImportError as e:
+        hint = _extra_hint(e)
+        if hint is None:
+            raise
+        logger.error("%s", hint)
+        return 2
+    except (ValueError, KeyError, FileNotFoundError, NonFiniteError, UnsafeActionError, OSError) as e:
         logger.error("%s: %s", type(e).__name__, e)
         return 2
 

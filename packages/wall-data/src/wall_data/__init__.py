@@ -1,5 +1,6 @@
 """wall_data: LeRobot v3.0/v2.1 datasets from local folders, statistics, normalisers, embodiments, mixtures."""
 
+from .canonical import CANONICAL_DIM, CANONICAL_FIELDS, CanonicalLayout, canonical_registry, place_canonical
 from .embodiment import EmbodimentRegistry, EmbodimentSpec, PaddedSpace, default_registry
 from .layout import DatasetFormatError, validate_v30
 from .mixture import IndexedMixture, VQADataset, WeightedMixture
@@ -19,6 +20,9 @@ from .writer import LeRobotWriter
 
 __version__ = "0.1.0"
 __all__ = [
+    "CANONICAL_DIM",
+    "CANONICAL_FIELDS",
+    "CanonicalLayout",
     "DatasetFormatError",
     "EmbodimentRegistry",
     "EmbodimentSpec",
@@ -34,10 +38,12 @@ __all__ = [
     "StatsAccumulator",
     "VQADataset",
     "WeightedMixture",
+    "canonical_registry",
     "compute_stats",
     "default_registry",
     "image_stats_accumulator",
     "load_stats",
+    "place_canonical",
     "save_stats",
     "validate_dataset",
     "validate_v30",

@@ -14,7 +14,14 @@ import pyarrow.compute as pc
 from .integrity import Problem
 from .layout import NUMERIC_DTYPES
 
-__all__ = ["F32_MAX", "column_to_numpy", "episode_problems", "value_problems"]
+__all__ = [
+    "F32_MAX",
+    "column_to_numpy",
+    "episode_problems",
+    "index_problems",
+    "string_column_problems",
+    "value_problems",
+]
 F32_MAX = float(np.finfo(np.float32).max)
 _ARROW_KIND = {
     "f": pa.types.is_floating,
@@ -200,4 +207,44 @@ def _segment_problems(episodes: list[dict[str, Any]], key: str, fps: float, rel:
                     b[4],
                 )
             )
+    return out
+
+
+def string_column_problems(table: pa.Table, features: dict[str, Any], rel: str) -> list[Problem]:
+    """A feature declared ``string`` whose column is missing or holds something else (e.g. a float list that
+    a wrong declaration would otherwise drop from every sample)."""
+    out = []
+    for key, ft in features.items():
+        if ft.get("dtype") != "string":
+            continue
+        if key not in table.column_names:
+            out.append(Problem(f"lacks column {key!r} declared in meta/info.json", rel))
+            continue
+        typ = table.schema.field(key).type
+        if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+            out.append(Problem(f"column {key!r} stores {typ} values but info.json declares string", rel))
+    return out
+
+
+def index_problems(
+    index: np.ndarray, fr: np.ndarray, ep: np.ndarray, episodes: dict[int, dict[str, Any]], where: list[str]
+) -> list[Problem]:
+    """The global ``index`` column against the episode metadata: each row's index must be the episode's
+    ``dataset_from_index`` + ``frame_index``, and ``dataset_to_index - dataset_from_index`` its length
+    (checked where the metadata has these fields, as LeRobot v3.0 writes them). ``where``: file per row."""
+    out: list[Problem] = []
+    start = np.full(len(ep), -1, np.int64)
+    for e_idx, e in episodes.items():
+        lo, hi = e.get("dataset_from_index"), e.get("dataset_to_index")
+        if lo is None or hi is None:
+            return []
+        if hi - lo != e["length"]:
+            out.append(Problem(f"dataset_to_index - dataset_from_index = {hi - lo}, length is {e['length']}",
+                               "meta/episodes", e_idx))  # fmt: skip
+        start[ep == e_idx] = lo
+    bad = np.flatnonzero(index.reshape(-1).astype(np.int64) != start + fr.astype(np.int64))
+    if bad.size:
+        row = int(bad[0])
+        out.append(Problem(f"index {int(index.reshape(-1)[row])} is not dataset_from_index + frame_index = "
+                           f"{int(start[row] + fr[row])} ({bad.size} rows)", where[row], int(ep[row]), int(fr[row])))  # fmt: skip
     return out

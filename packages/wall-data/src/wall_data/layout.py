@@ -156,7 +156,7 @@ def load_info(root: Path) -> dict[str, Any]:
         )
     try:
         info = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetFormatError(f"{path} is not valid JSON ({e}); restore it from the dataset source") from e
     raise_problems(info_problems(info), root)
     return info

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .checks import column_to_numpy, episode_problems, value_problems
+from .checks import column_to_numpy, episode_problems, index_problems, string_column_problems, value_problems
 from .integrity import Problem, load_manifest, verify
 from .layout import NUMERIC_DTYPES, DatasetFormatError, camera_hw, load_info, raise_problems, read_parquet
 from .video import VideoReader
@@ -194,6 +194,7 @@ class LeRobotDataset(Dataset):
                 problems += p
                 if arr is not None:
                     out[k] = arr
+        problems += string_column_problems(table, feats, rel)
         img_cols = [k for k in self.cameras if feats[k]["dtype"] == "image"]
         images = [table[k].to_pylist() for k in img_cols]
         return out, images, problems
@@ -271,6 +272,8 @@ class LeRobotDataset(Dataset):
                     int(fr[row]),
                 )
             )
+        if "index" in a:
+            problems += index_problems(a["index"], fr, ep, self._ep_meta, [files[i] for i in rf])
         counts = dict(zip(*np.unique(ep, return_counts=True))) if len(ep) else {}
         for e in self.episodes:
             n = int(counts.get(e["episode_index"], 0))

@@ -103,6 +103,8 @@ class LeRobotWriter:
         self.root = Path(root)
         if isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps) or fps <= 0:
             raise ValueError(f"fps must be a finite number > 0, got {fps!r}")
+        if not features:
+            raise ValueError("features is empty: declare at least one feature (name -> {dtype, shape})")
         problems = [p for k, ft in features.items() for p in feature_problems(k, ft, "features")]
         for key, ft in features.items():
             if "/" in key:

@@ -10,6 +10,14 @@ integrates the guided velocity (our convention: t = 0 noise, t = 1 data, ``x̂1 
 with soft masking weights W over the chunk (:func:`soft_mask`): 1 on the first d steps, an exponentially
 decaying ramp up to ``action_horizon - execution_horizon``, 0 after. ``beta = 0`` is plain Euler sampling,
 bit-for-bit.
+
+Cross-checked against the paper (Black, Galliker, Levine 2025, arXiv 2506.07339: eq. for the ΠGDM-guided
+velocity, the clipped weight and the exponential soft mask; beta = 5 there) and LeRobot's ``RTCProcessor``
+(``lerobot/policies/rtc/modeling_rtc.py``), which runs time the other way (its ``time`` is ``1 - t`` here, so its
+``x̂1 = x_t + time·v`` and ``c·inv_r2 = time / (1 - time) · (time² + (1 - time)²) / time²`` are the same weight),
+names the ramp's end ``execution_horizon`` (= ``H - s`` here), and defaults to a linear ramp and beta = 10.
+Padded action dims can be left out of the guidance with ``dof_mask`` (their error would otherwise feed back
+into the real dims through the Jacobian).
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ def _check(x0: Tensor, prefix: Tensor, delay: int) -> None:
             f"prefix_actions must be [B={B}, P<=H={H}, A={A}] (the previous chunk's remaining actions, "
             f"time-aligned with the new chunk), got shape {tuple(prefix.shape)}"
         )
+    if not bool(torch.isfinite(prefix).all()):
+        raise ValueError("prefix_actions contain NaN or inf; pass the finite actions of the previous chunk")
     if delay > prefix.shape[1]:
         raise ValueError(f"delay={delay} exceeds the {prefix.shape[1]} prefix actions given; pass at least d")
 
@@ -84,6 +94,7 @@ def rtc_sample(
     num_steps: int = 10,
     t0: float = 0.0,
     t1: float = 1.0,
+    dof_mask: Tensor | None = None,
     **cond: Any,
 ) -> Tensor:
     """Prefix-guided Euler sampling of a chunk from noise ``x0`` [B, H, A] at ``t0`` to ``t1``.
@@ -96,6 +107,7 @@ def rtc_sample(
         execution_horizon: s, steps executed per chunk (W ramps down to 0 at ``H - s``); default ``H - P``,
             so the ramp covers exactly the given prefix.
         beta: guidance-weight clip (0 = plain Euler sampling, exactly).
+        dof_mask: optional [B, A] or [A] weights (1 = real DOF): multiplies W, so padded dims get no guidance.
     Returns:
         x(t1) [B, H, A]. Gradients are taken internally (works under ``torch.no_grad``, not inference mode).
     """
@@ -104,6 +116,11 @@ def rtc_sample(
     P = prefix_actions.shape[1]
     s = H - P if execution_horizon is None else execution_horizon
     W = soft_mask(H, delay, s).to(x0.device, x0.dtype)[None, :, None]
+    if dof_mask is not None:
+        dm = dof_mask.to(x0.device, x0.dtype)
+        if dm.shape not in ((A,), (B, A)):
+            raise ValueError(f"dof_mask must be [A={A}] or [B={B}, A={A}], got shape {tuple(dm.shape)}")
+        W = W * (dm[None, None, :] if dm.dim() == 1 else dm[:, None, :])
     y = torch.zeros_like(x0)
     y[:, :P] = prefix_actions.to(x0.dtype)
     grid = time_grid(num_steps, t0, t1)

@@ -16,6 +16,7 @@ from .contract import (
     select_contract,
 )
 from .guard import ActionGuard, EmptyChunkError
+from .realtime import STRATEGIES, AsyncChunker, smoothness
 from .robot import (
     FakeRobot,
     Policy,
@@ -26,7 +27,7 @@ from .robot import (
     Spec,
     UnsafeActionError,
 )
-from .robot_env import RobotEnv, safe_robot_for
+from .robot_env import LoggingRobot, RobotEnv, safe_robot_for
 from .rollout import ActionChunker, EpisodeResult, EvalReport, evaluate, write_report
 
 __version__ = "0.1.0"
@@ -49,17 +50,22 @@ _LAZY = {
     "RequestError": "serving",
     "packb": "wire",
     "unpackb": "wire",
+    "write_realtime_report": "realtime_report",
+    "sweep_row": "realtime_report",
     "LeRobotAdapter": "lerobot_adapter",
     "from_lerobot": "lerobot_adapter",
 }
 __all__ = [
+    "STRATEGIES",
     "ActionChunker",
+    "AsyncChunker",
     "ActionGuard",
     "EmptyChunkError",
     "EpisodeResult",
     "EvalReport",
     "FakeRobot",
     "FeatureSpec",
+    "LoggingRobot",
     "ObservationContract",
     "ObservationError",
     "Policy",
@@ -75,6 +81,7 @@ __all__ = [
     "map_keys",
     "safe_robot_for",
     "select_contract",
+    "smoothness",
     "write_report",
     *_LAZY,
 ]

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 from tqdm.auto import tqdm
 
+from .demo_writer import record_demos
 from .heldout import LayoutRecord
 from .sim_aloha import ALOHA_JOINTS, ENV_STATE_KEY, STATE_KEY, AlohaEnv, _aloha, make_control_env
 
@@ -210,17 +211,19 @@ def generate_aloha_demos(
     seed: int = 0,
     layouts: Sequence[int] | None = None,
     only_successful: bool = True,
+    image_key: str | None = None,
 ) -> dict[str, Any]:
     """Scripted-expert demos replayed in the joint-space env, written as a LeRobot v3.0 dataset (50 fps).
 
     Features: ``observation.state`` [14], ``action`` [14] (both named by :data:`ALOHA_JOINTS`) and, with
     ``image_size``, ``observation.images.top`` video [s, s, 3]. Layouts come from the *train* pool (``layouts``
     indices, default 0, 1, ...; at most ``3 * episodes`` attempts) and are recorded in
-    ``meta/wall_layouts.json``. Returns counts, the expert's success rate and the layouts used.
+    ``meta/wall_layouts.json``. ``image_key``: the camera's feature name (default
+    ``observation.images.top``). Returns counts, the expert's success rate and the layouts used.
     """
     from wall_data import LeRobotWriter
 
-    env = AlohaEnv(task, image_size, max_steps=max_steps, seed=seed, layouts="train")
+    env = AlohaEnv(task, image_size, max_steps=max_steps, seed=seed, layouts="train", image_key=image_key)
     expert = AlohaScriptedExpert(task)
     feats: dict[str, dict[str, Any]] = {
         STATE_KEY: {"dtype": "float32", "shape": [14], "names": list(ALOHA_JOINTS)},
@@ -230,23 +233,14 @@ def generate_aloha_demos(
         feats[env.image_key] = {"dtype": "video", "shape": [image_size, image_size, 3]}
     writer = LeRobotWriter(root, fps=50, features=feats, robot_type="aloha_bimanual")
     record = LayoutRecord("aloha", meta={"pool": "train", "seed": seed})
-    used: list[int] = []
-    tried, frames_total = 0, 0
     bar = tqdm(total=episodes, desc="aloha demos", unit="ep", disable=None)
-    for variant in (list(range(3 * episodes)) if layouts is None else list(layouts))[: 3 * episodes]:
-        if len(used) >= episodes:
-            break
-        frames, success = _replay(env, expert, variant, max_steps, extra_steps_after_success)
-        tried += 1
-        if not success and only_successful:
-            continue
-        for f in frames:
-            writer.add_frame(f)
-        writer.save_episode(task=env.instruction)
-        record.add(env.layout(variant))
-        used.append(variant)
-        frames_total += len(frames)
-        bar.update(1)
+    candidates = (list(range(3 * episodes)) if layouts is None else list(layouts))[: 3 * episodes]
+
+    def episode(variant: int, attempt: int) -> tuple[list[dict[str, Any]], bool]:
+        return _replay(env, expert, variant, max_steps, extra_steps_after_success)
+
+    done = record_demos(writer, record, env, candidates, episodes, episode, only_successful, bar)
+    used, tried, frames_total = done.used, done.attempts, done.frames
     bar.close()
     env.close()
     if not used:

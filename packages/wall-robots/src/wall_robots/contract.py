@@ -43,7 +43,8 @@ class ObservationError(ValueError):
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """One observation entry: ``shape`` (``()`` for scalars and text), ``dtype`` (``float32``, ``uint8``, ...,
+    """One observation entry: ``shape`` (``()`` for scalars and text; ``-1`` for a dimension of any size, such as
+    the height and width of a camera image that the policy resizes), ``dtype`` (``float32``, ``uint8``, ...,
     or ``"str"`` for text), optional value ``range`` (low, high; values outside are refused), whether it is
     ``required``, and optional per-dimension ``names``.
 
@@ -72,7 +73,14 @@ class FeatureSpec:
         if self.dtype == TEXT:
             return "a string"
         rng = f" in [{self.range[0]:g}, {self.range[1]:g}]" if self.range else ""
-        return f"{self.dtype} {list(self.shape)}{rng}"
+        dims = ", ".join("*" if s < 0 else str(s) for s in self.shape)
+        return f"{self.dtype} [{dims}]{rng}"
+
+    def shape_ok(self, shape: tuple[int, ...]) -> bool:
+        """True when ``shape`` matches (same rank; every dimension equal or declared ``-1``)."""
+        return len(shape) == len(self.shape) and all(
+            w < 0 or w == s for w, s in zip(self.shape, shape, strict=True)
+        )
 
     def check(self, key: str, value: Any) -> None:
         """Raise :class:`ObservationError` naming ``key`` when ``value`` does not match this spec."""
@@ -91,7 +99,7 @@ class FeatureSpec:
             if self.dtype == "uint8" and arr.dtype.kind == "f":
                 hint = " (float images are refused, not cast: send (img * 255).round().astype(np.uint8))"
             raise ObservationError(f"{key!r}: got dtype {arr.dtype}; {expected}{hint}")
-        if arr.shape != self.shape:
+        if not self.shape_ok(arr.shape):
             raise ObservationError(f"{key!r}: got shape {list(arr.shape)}; {expected}")
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise ObservationError(f"{key!r}: contains NaN or inf; {expected} with finite values")

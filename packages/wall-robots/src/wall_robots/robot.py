@@ -77,7 +77,10 @@ class Policy(Protocol):
 
 
 def _frozen_array(x: Any, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    a = np.array(x, dtype=float)
+    try:
+        a = np.array(x, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"SafetyLimits: {name} must be numbers, got {x!r} ({e})") from None
     if shape is not None:
         try:
             a = np.broadcast_to(a, shape).copy()
@@ -148,7 +151,10 @@ class SafetyLimits:
         ``previous`` [A] is the robot's last known position (finite). Raises :class:`UnsafeActionError`
         (counted) for a wrongly shaped or non-finite action, or a non-finite ``previous``. Returns [A] float64.
         """
-        a = np.asarray(action, dtype=float)
+        try:
+            a = np.asarray(action, dtype=float)
+        except (TypeError, ValueError) as e:
+            raise self.refuse(f"refusing to send a non-numeric action {action!r} ({e})") from None
         if a.shape != self.lower.shape:
             raise self.refuse(f"action has shape {a.shape}, the robot expects {self.lower.shape}")
         if not np.isfinite(a).all():
@@ -273,12 +279,24 @@ class SafeRobot:
 class FakeRobot:
     """A joint-position robot that moves exactly to each command; records what it was sent.
 
-    Observation: ``observation.state`` [dof] float32 (the joint positions); action: [dof] positions.
+    Observation: ``observation.state`` [state_dim] float32 (the dof joint positions first, zeros after;
+    ``state_dim`` defaults to ``dof``) and, per camera in ``cameras`` (``{name: (h, w)}``), a black
+    ``observation.images.<name>`` [h, w, 3] uint8; action: [dof] positions. :meth:`position` reads the joint
+    positions back from an observation (for :class:`SafeRobot`'s ``position_fn``).
     """
 
-    def __init__(self, dof: int = 6) -> None:
-        self.observation_spec = {"observation.state": Spec((dof,))}
+    def __init__(
+        self, dof: int = 6, state_dim: int | None = None, cameras: dict[str, tuple[int, int]] | None = None
+    ) -> None:
+        self.state_dim = dof if state_dim is None else int(state_dim)
+        if self.state_dim < dof:
+            raise ValueError(f"FakeRobot: state_dim={self.state_dim} must be >= dof={dof}")
+        self.cameras = dict(cameras or {})
+        self.observation_spec = {"observation.state": Spec((self.state_dim,))}
+        for cam, (h, w) in self.cameras.items():
+            self.observation_spec[f"observation.images.{cam}"] = Spec((h, w, 3), "uint8")
         self.action_spec = Spec((dof,))
+        self.dof = dof
         self.state = np.zeros(dof)
         self.sent: list[np.ndarray] = []
         self.connected = False
@@ -292,9 +310,18 @@ class FakeRobot:
             raise RobotNotConnectedError("FakeRobot is not connected: call connect() or use `with robot:`")
 
     def get_observation(self) -> dict[str, np.ndarray]:
-        """``{"observation.state": [dof] float32}``."""
+        """``{"observation.state": [state_dim] float32, "observation.images.<cam>": [h, w, 3] uint8}``."""
         self._check()
-        return {"observation.state": self.state.astype(np.float32)}
+        state = np.zeros(self.state_dim, np.float32)
+        state[: self.dof] = self.state
+        obs = {"observation.state": state}
+        for cam, (h, w) in self.cameras.items():
+            obs[f"observation.images.{cam}"] = np.zeros((h, w, 3), np.uint8)
+        return obs
+
+    def position(self, obs: dict[str, Any]) -> np.ndarray:
+        """The joint positions [dof] in an observation of this robot."""
+        return np.asarray(obs["observation.state"], float)[: self.dof]
 
     def send_action(self, action: np.ndarray) -> np.ndarray:
         """Move to ``action`` [dof]; returns the new position [dof]."""

@@ -13,7 +13,7 @@ import numpy as np
 from .contract import contracts_of
 from .robot import Robot, SafeRobot, SafetyLimits
 
-__all__ = ["RobotEnv", "safe_robot_for"]
+__all__ = ["LoggingRobot", "RobotEnv", "safe_robot_for"]
 logger = logging.getLogger(__name__)
 
 
@@ -104,3 +104,40 @@ class RobotEnv:
         obs = self._observe()
         success = bool(self.success_fn(obs)) if self.success_fn is not None else False
         return obs, float(success), success, {"sent": sent}
+
+
+class LoggingRobot:
+    """A Robot that logs every command (``logger`` at INFO, one line per step: the step, the command, what the
+    robot reports) and passes everything else through to ``robot``. Inside a :class:`SafeRobot` it logs what
+    the limits let through to the hardware."""
+
+    def __init__(self, robot: Robot, logger_: logging.Logger | None = None, digits: int = 3) -> None:
+        self.robot, self.log, self.digits = robot, logger_ or logger, digits
+        self.observation_spec, self.action_spec = robot.observation_spec, robot.action_spec
+        self.steps = 0
+
+    def _fmt(self, a: Any) -> str:
+        return (
+            "-" if a is None else np.array2string(np.asarray(a, float), precision=self.digits, separator=", ")
+        )
+
+    def connect(self) -> None:
+        """Connect the robot (logged)."""
+        self.robot.connect()
+        self.log.info("robot %s connected", type(self.robot).__name__)
+
+    def get_observation(self) -> dict[str, np.ndarray]:
+        """The robot's observation."""
+        return self.robot.get_observation()
+
+    def send_action(self, action: np.ndarray) -> np.ndarray | None:
+        """Send ``action`` [A]; logs ``step k: command [...] sent [...]``; returns what the robot reports."""
+        self.steps += 1
+        sent = self.robot.send_action(action)
+        self.log.info("step %d: command %s sent %s", self.steps, self._fmt(action), self._fmt(sent))
+        return sent
+
+    def disconnect(self) -> None:
+        """Disconnect the robot (logged with the step count)."""
+        self.robot.disconnect()
+        self.log.info("robot %s disconnected after %d commands", type(self.robot).__name__, self.steps)

@@ -1,6 +1,7 @@
-"""Closed-loop evaluation with action chunking (execute k of H, or ACT-style temporal ensembling) on a
-simulator or a :class:`wall_robots.Robot`; per-task success and return; refused chunks counted. Seeds and
-layout variants are recorded."""
+"""Closed-loop evaluation with action chunking (execute k of H, or ACT-style temporal ensembling), synchronous or
+asynchronous with a simulated inference delay (naive, ensembling or real-time chunking; :mod:`.realtime`), on a
+simulator or a :class:`wall_robots.Robot`; per-task success, return, jerk and chunk-boundary jump; refused
+chunks counted. Seeds and layout variants are recorded."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .guard import ActionGuard, EmptyChunkError
+from .realtime import AsyncChunker, smoothness
 from .report import write_report
 from .robot import Policy, Robot, SafeRobot, SafetyLimits, UnsafeActionError
 from .robot_env import RobotEnv, safe_robot_for
@@ -27,7 +29,8 @@ class ActionChunker:
 
     ``mode="chunk"``: query every ``execute_steps`` steps and play the first k actions of each chunk.
     ``mode="ensemble"``: query every step and average all predictions for the current step with weights
-    ``exp(-decay * age)`` (ACT's temporal ensembling; older predictions weigh more for decay > 0).
+    ``exp(decay * age)`` (ACT's temporal ensembling; older predictions weigh more for decay > 0).
+    ``boundaries``: the steps at which a newly queried chunk took over (every step when ensembling).
 
     Every chunk ``policy.infer(obs)["actions"]`` [H, A] passes an :class:`ActionGuard` first (``guard``, by
     default built from the policy's declared contract): a non-finite, oversized, out-of-bounds or wrongly
@@ -65,6 +68,7 @@ class ActionChunker:
         self._chunks: list[tuple[int, np.ndarray]] = []
         self.t = 0
         self.predictions: list[tuple[int, np.ndarray]] = []
+        self.boundaries: list[int] = []
         self.policy.reset()
 
     @property
@@ -91,6 +95,8 @@ class ActionChunker:
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         """One action [A] (float64) for the current step; queries the policy when needed."""
+        if self.t > 0 and self.needs_observation:
+            self.boundaries.append(self.t)
         if self.mode == "chunk":
             if not self._queue:
                 self._queue.extend(self._query(obs)[: self.k])
@@ -120,6 +126,10 @@ class EpisodeResult:
     refused_chunks: int = 0
     stop_reason: str = ""
     video: str | None = None  # mp4 path when a RolloutRecorder kept this episode
+    jerk: float | None = None  # mean ||Δ²a|| of the executed actions (None under 3 steps)
+    boundary_jump: float | None = (
+        None  # mean ||a_t - a_{t-1}|| where a new chunk took over (None: no boundary)
+    )
 
 
 @dataclass
@@ -133,7 +143,8 @@ class EvalReport:
     safety: dict[str, int] = field(default_factory=dict)
 
     def per_task(self) -> dict[str, dict[str, float]]:
-        """task -> success_rate, mean_return, mean_steps, episodes, refused_chunks."""
+        """task -> success_rate, mean_return, mean_steps, episodes, refused_chunks, and ``mean_jerk`` /
+        ``mean_boundary_jump`` (means over the episodes that have them; absent when none has)."""
         out: dict[str, dict[str, float]] = {}
         for task in dict.fromkeys(e.task for e in self.episodes):
             eps = [e for e in self.episodes if e.task == task]
@@ -144,6 +155,10 @@ class EvalReport:
                 "episodes": len(eps),
                 "refused_chunks": sum(e.refused_chunks for e in eps),
             }
+            for key, attr in (("mean_jerk", "jerk"), ("mean_boundary_jump", "boundary_jump")):
+                vals = [v for v in (getattr(e, attr) for e in eps) if v is not None]
+                if vals:
+                    out[task][key] = float(np.mean(vals))
         return out
 
     @property
@@ -159,22 +174,23 @@ class EvalReport:
     def table(self) -> str:
         """Markdown table, one row per task plus a total row."""
         rows = [
-            "| task | success | mean return | mean steps | episodes | refused chunks |",
-            "|---|---|---|---|---|---|",
+            "| task | success | mean return | mean steps | episodes | refused chunks | jerk | boundary jump |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for task, r in self.per_task().items():
+            jerk, jump = (f"{r[k]:.3g}" if k in r else "-" for k in ("mean_jerk", "mean_boundary_jump"))
             rows.append(
                 f"| {task} | {r['success_rate']:.0%} | {r['mean_return']:.1f} | {r['mean_steps']:.0f} "
-                f"| {r['episodes']} | {r['refused_chunks']} |"
+                f"| {r['episodes']} | {r['refused_chunks']} | {jerk} | {jump} |"
             )
         rows.append(
-            f"| **all** | **{self.success_rate:.0%}** | | | {len(self.episodes)} | {self.refused_chunks} |"
+            f"| **all** | **{self.success_rate:.0%}** | | | {len(self.episodes)} | {self.refused_chunks} | | |"
         )
         return "\n".join(rows)
 
 
 def _episode(
-    env: Any, chunker: ActionChunker, task: str, seed: int, variant: int, max_steps: int,
+    env: Any, chunker: ActionChunker | AsyncChunker, task: str, seed: int, variant: int, max_steps: int,
     recorder: Any | None = None, index: int = 0,
 ) -> tuple[EpisodeResult, dict[str, list]]:  # fmt: skip
     obs = env.reset(variant=variant, seed=seed)
@@ -198,14 +214,32 @@ def _episode(
         if success:
             break
     video = recorder.end(bool(success)) if rec and recorder is not None else None
+    smooth = smoothness(np.asarray(executed), chunker.boundaries) if executed else {}
     result = EpisodeResult(
-        task, seed, variant, bool(success), steps, ret, refused, reason, video and str(video)
-    )
+        task, seed, variant, bool(success), steps, ret, refused, reason, video and str(video),
+        smooth.get("jerk"), smooth.get("boundary_jump"),
+    )  # fmt: skip
     trajectory = {
         "executed": np.asarray(executed).tolist(),
         "predicted": [(int(t), c.tolist()) for t, c in chunker.predictions[:50]],
     }
     return result, trajectory
+
+
+def _chunker(
+    policy: Policy, execute_steps: int, mode: str, delay: int | None, check: bool, guard: ActionGuard | None
+) -> ActionChunker | AsyncChunker:
+    """The synchronous :class:`ActionChunker` (``delay=None``) or the asynchronous :class:`AsyncChunker`."""
+    if mode not in ("chunk", "ensemble", "rtc"):
+        raise ValueError(f"mode must be 'chunk', 'ensemble' or 'rtc', got {mode!r}")
+    if delay is None:
+        if mode == "rtc":
+            raise ValueError(
+                "mode='rtc' executes asynchronously: pass delay=d (control steps one inference takes)"
+            )
+        return ActionChunker(policy, execute_steps, mode, check_actions=check, guard=guard)
+    strategy = "naive" if mode == "chunk" else mode
+    return AsyncChunker(policy, execute_steps, strategy, delay, check_actions=check, guard=guard)
 
 
 class _Envs:
@@ -248,6 +282,29 @@ class _Envs:
         return RobotEnv(self.robot, task, success_fn=self.success_fn, reset_fn=self.reset_fn, fps=self.fps)
 
 
+def _run_tasks(
+    report: EvalReport, envs: _Envs, chunker: ActionChunker | AsyncChunker, tasks: list[str], episodes: int,
+    seed: int, variant_offset: int, max_steps: int, recorder: Any | None,
+) -> None:  # fmt: skip
+    """Every episode of every task into ``report`` (first trajectory per task kept), with a progress bar."""
+    bar = tqdm(total=len(tasks) * episodes, desc="evaluating", unit="ep", disable=None)
+    try:
+        for task in tasks:
+            env = envs.make(task)
+            for ep in range(episodes):
+                result, trajectory = _episode(
+                    env, chunker, task, seed + ep, variant_offset + ep, max_steps, recorder, ep
+                )
+                report.episodes.append(result)
+                if ep == 0:
+                    report.trajectories[task] = trajectory
+                bar.update(1)
+            if hasattr(env, "close") and not isinstance(env, RobotEnv):
+                env.close()
+    finally:
+        bar.close()
+
+
 def evaluate(
     policy: Policy,
     tasks: list[str],
@@ -268,6 +325,7 @@ def evaluate(
     guard: ActionGuard | None = None,
     unsafe_robot: bool = False,
     recorder: Any | None = None,
+    delay: int | None = None,
 ) -> EvalReport:
     """Run closed-loop episodes; returns an :class:`EvalReport`. One runner for simulators and robots.
 
@@ -282,28 +340,20 @@ def evaluate(
     chunk stops its episode, is counted, and none of it executes. ``recorder`` (a
     :class:`wall_robots.video.RolloutRecorder`) renders the episodes it selects every step and writes them to
     mp4 (``EpisodeResult.video``); the other episodes render only when the policy queries.
+
+    ``delay=None`` runs synchronously (the robot waits for each inference). ``delay=d`` runs asynchronously:
+    inference takes d control steps while the current chunk keeps executing (:class:`AsyncChunker`, a query
+    every ``execute_steps``), with ``mode`` ``"chunk"`` (naive switching), ``"ensemble"`` or ``"rtc"`` (the
+    policy gets ``prefix_actions`` and ``delay``). Jerk and chunk-boundary jump land in every episode.
     """
-    chunker = ActionChunker(policy, execute_steps, mode, check_actions=check_actions, guard=guard)
+    chunker = _chunker(policy, execute_steps, mode, delay, check_actions, guard)
     envs = _Envs(
         env_factory, robot, policy, max_steps, safety_limits, unsafe_robot, success_fn, reset_fn, fps
     )
     report = EvalReport()
-    bar = tqdm(total=len(tasks) * episodes_per_task, desc="evaluating", unit="ep", disable=None)
     try:
-        for task in tasks:
-            env = envs.make(task)
-            for ep in range(episodes_per_task):
-                result, trajectory = _episode(
-                    env, chunker, task, seed + ep, variant_offset + ep, max_steps, recorder, ep
-                )
-                report.episodes.append(result)
-                if ep == 0:
-                    report.trajectories[task] = trajectory
-                bar.update(1)
-            if hasattr(env, "close") and not isinstance(env, RobotEnv):
-                env.close()
+        _run_tasks(report, envs, chunker, tasks, episodes_per_task, seed, variant_offset, max_steps, recorder)
     finally:
-        bar.close()
         if envs.robot is not None:
             envs.robot.disconnect()
     if chunker.guard is not None:

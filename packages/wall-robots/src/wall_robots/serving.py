@@ -206,13 +206,12 @@ class PolicyServer:
             raise RequestError("expected a binary msgpack frame, got a text frame")
         try:
             obs = unpackb(message, max_keys=self.max_keys, max_str_len=4 * self.max_prompt_chars + 64)
-        except ValueError as e:
+        except Exception as e:  # msgpack's ValueError / ExtraData / StackError, numpy's dtype TypeError
             if "exceeds max_" in str(e):
-                raise RequestError(
-                    f"request exceeds the server's limits ({e}); max_keys={self.max_keys}, "
-                    f"max_prompt_chars={self.max_prompt_chars}"
-                ) from None
-            raise
+                raise RequestError(f"request exceeds the server's limits ({e}); max_keys={self.max_keys}, "
+                                   f"max_prompt_chars={self.max_prompt_chars}") from None  # fmt: skip
+            raise RequestError(f"the request is not a valid observation frame ({type(e).__name__}: {e}); "
+                               "send wall_robots.packb(observation dict)") from None  # fmt: skip
         if not isinstance(obs, dict):
             raise RequestError(f"expected a msgpack map of observations, got {type(obs).__name__}")
         for key, value in obs.items():

@@ -123,6 +123,8 @@ class AlohaEnv:
         seed: draws the layout pools (see module docstring).
         layouts: ``"heldout"`` (default) or ``"train"`` (demos).
         exclude: demo layouts to refuse (a :class:`LayoutRecord` or a demo dataset root).
+        image_key: observation key of the frame (default ``observation.images.<camera>``; a model trained on
+            several robots through one camera slot uses that slot's name).
 
     Observations: ``observation.state`` [14] float32 (joint positions, normalised grippers),
     ``observation.environment_state`` [7] or [14] (object pose; for scripted experts, not written to demos),
@@ -141,6 +143,7 @@ class AlohaEnv:
         seed: int = 0,
         layouts: str = "heldout",
         exclude: LayoutRecord | str | Path | None = None,
+        image_key: str | None = None,
     ) -> None:
         if task not in TASKS:
             raise KeyError(f"unknown gym-aloha task {task!r}; choose one of {sorted(TASKS)}")
@@ -157,7 +160,7 @@ class AlohaEnv:
             image_size,
             camera,
         )
-        self.image_key = f"observation.images.{camera}"
+        self.image_key = image_key or f"observation.images.{camera}"
         self.max_steps, self.seed, self.pool, self.num_variants = max_steps, seed, layouts, _POOL_SIZE
         self.max_reward = float(self._task.max_reward)
         self._last: dict[str, Any] | None = None
@@ -194,7 +197,10 @@ class AlohaEnv:
         }
         if self.image_size and render:
             s = int(self.image_size)
-            out[self.image_key] = self.physics.render(height=s, width=s, camera_id=self.camera)
+            # dm_control returns a flipped view (negative strides); consumers get a plain array
+            out[self.image_key] = np.ascontiguousarray(
+                self.physics.render(height=s, width=s, camera_id=self.camera)
+            )
         return out
 
     def step(

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .demo_writer import record_demos
 from .heldout import Layout, LayoutRecord, as_layout_record
 
 __all__ = ["MetaWorldEnv", "ScriptedExpert", "generate_demos", "instruction_for", "preload_triton"]
@@ -256,25 +257,13 @@ def generate_demos(
         env = MetaWorldEnv(task, image_size, max_steps=max_steps, seed=layout_seed, layouts="train")
         expert = ScriptedExpert(task, noise=noise, seed=seed + ti)
         candidates = list(range(env.num_variants) if layouts is None else layouts)[: 3 * episodes_per_task]
-        ok = tried = 0
-        used: list[int] = []
-        for variant in candidates:
-            if ok >= episodes_per_task:
-                break
-            frames, success = _expert_episode(
-                env, expert, variant, seed + tried, max_steps, extra_steps_after_success
-            )
-            tried += 1
-            if not success and only_successful:
-                continue
-            for f in frames:
-                writer.add_frame(f)
-            writer.save_episode(task=env.instruction)
-            record.add(env.layout(variant))
-            used.append(variant % env.num_variants)
-            ok += 1
-            summary["frames"] += len(frames)
-            bar.update(1)
+
+        def episode(variant: int, attempt: int) -> tuple[list[dict[str, Any]], bool]:
+            return _expert_episode(env, expert, variant, seed + attempt, max_steps, extra_steps_after_success)
+
+        done = record_demos(writer, record, env, candidates, episodes_per_task, episode, only_successful, bar)
+        ok, tried, used = len(done.used), done.attempts, done.used
+        summary["frames"] += done.frames
         env.close()
         summary["tasks"][task] = {
             "episodes": ok,

@@ -6,6 +6,7 @@
 
 from .base import ActionTokenizer, DecodeResult, EncodeStats, create, list_tokenizers, load
 from .bins import BinTokenizer
+from .embodiments import PerEmbodimentTokenizer
 from .fast import FASTTokenizer
 from .fast_released import ReleasedFASTTokenizer
 from .rvq import RVQTokenizer, kmeans
@@ -18,6 +19,7 @@ __all__ = [
     "DecodeResult",
     "EncodeStats",
     "FASTTokenizer",
+    "PerEmbodimentTokenizer",
     "RVQTokenizer",
     "ReleasedFASTTokenizer",
     "VocabMapper",

@@ -16,39 +16,10 @@ from typing import Any
 import torch
 
 from .base import register_backbone
-from .qwen import (
-    QWEN25_VL_3B_TEXT,
-    QWEN25_VL_3B_VISION,
-    QWEN25_VL_IDS,
-    QwenVLBackbone,
-    load_qwen_tokenizer,
-)
+from .qwen import QwenVLBackbone, load_qwen_tokenizer
 from .tokenizer import QWEN_SPECIAL_IDS, qwen_standin_tokenizer
 
-__all__ = ["REAL_AUTHOR_CONFIG", "author_hf_config", "standin_special_ids"]
-
-# The released config.json's fields that matter (flat author layout); the real geometry.
-REAL_AUTHOR_CONFIG: dict[str, Any] = {
-    **{k: v for k, v in QWEN25_VL_3B_TEXT.items() if k != "rope_scaling"},
-    "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
-    "vision_config": dict(QWEN25_VL_3B_VISION),
-    **QWEN25_VL_IDS,
-    "vision_token_id": 151654,
-    "model_type": "qwen2_5_vl",
-    "num_experts": 2,
-    "dim_inputs": [2048, 1024],
-    "experts": [
-        {"hidden_size": 2048, "intermediate_size": 11008, "hidden_act": "silu"},
-        {"hidden_size": 1024, "intermediate_size": 2048, "hidden_act": "silu"},
-    ],
-    "action_hidden_size": 1024,
-    "causal_action_attention_mask": True,
-    "use_adarms": False,
-    "use_x_pred": False,
-    "use_x_loss": True,
-    "proj_with_mask": True,
-    "noise_scheduler": {"beta_alpha": 1.5, "beta_beta": 1.0, "s": 0.999, "num_inference_timesteps": 10},
-}
+__all__ = ["author_hf_config", "standin_special_ids"]
 
 
 def author_hf_config(author: dict[str, Any]) -> Any:
@@ -96,7 +67,9 @@ def wall_oss_05(
     """The released backbone from ``config`` (flat author config.json dict; None = the real geometry)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    author = REAL_AUTHOR_CONFIG if config is None else config
+    from ..convert.init import released_flat_config  # the one copy of the real config
+
+    author = released_flat_config() if config is None else config
     hf = author_hf_config(author)
     model = Qwen2_5_VLForConditionalGeneration(hf).to(getattr(torch, torch_dtype))
     if not hf.tie_word_embeddings:

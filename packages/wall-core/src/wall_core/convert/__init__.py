@@ -19,6 +19,9 @@ from .keys import (
     split_normalizer_keys,
 )
 from .stats import (
+    AR_FEATURE,
+    AR_PATTERN,
+    ar_ranges,
     feature_stats,
     load_norm_stats,
     normalizer_to_stats,
@@ -28,10 +31,13 @@ from .stats import (
 )
 
 __all__ = [
+    "AR_FEATURE",
+    "AR_PATTERN",
     "LAYOUTS",
     "QWEN25_VL_3B_CONFIG",
     "Released",
     "ReleasedGeometry",
+    "ar_ranges",
     "author_config_to_ours",
     "author_shapes",
     "author_to_lerobot",

@@ -6,8 +6,8 @@ Layouts (all hold the same numbers; a conversion never changes a tensor's dtype)
   ``o_proj_experts.{0,1}``, ``moe.experts.{0,1}.{gate_up_proj,down_proj}``, ``input_layernorms.{0,1}``,
   ``post_attention_layernorms.{0,1}``, ``model.norms.{0,1}``, ``model.embed_tokens``, ``visual.*`` (vision MLP
   ``gate_proj``/``up_proj`` separate), ``action_preprocessor.{w1,w2,w3,action_proj_back}`` and the normaliser
-  tensors ``action_preprocessor.normalizer_{action,propri}.{min,delta}.<dataset>``; the LM head is tied to the
-  embedding and not stored.
+  tensors ``action_preprocessor.normalizer_{action,propri}.{min,delta}.<dataset>`` (and the AR normaliser's,
+  assumed ``normalizer_ar``, see :mod:`.stats`); the LM head is tied to the embedding and not stored.
 * ``lerobot``: LeRobot's ``lerobot/wall-oss-0.5``: the author keys without the normaliser tensors and with the
   vision MLP fused, ``visual.blocks.N.mlp.gate_up_proj = cat([gate_proj, up_proj], 0)`` (weight and bias).
 * ``ours``: the ``wall-oss-0.5`` preset: a stock transformers ``Qwen2_5_VLForConditionalGeneration`` under

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .io import load_yaml
+from .io import load_yaml, save_yaml
 from .stats import feature_stats, load_norm_stats
 
 __all__ = ["write_policy_pipeline"]
@@ -31,9 +31,11 @@ def write_policy_pipeline(
 
     ``embodiments``: ``{dataset: wall_data.EmbodimentSpec}`` for robots using fewer than the 26 DOFs (default:
     each dataset's stats give its width, packed from index 0). ``min_pixels`` / ``max_pixels``: Qwen's image
-    limits (the release's by default). Needs ``norm_stats.safetensors`` with at least one dataset.
+    limits (the release's by default). Needs ``norm_stats.safetensors`` with at least one dataset. Also stamps
+    ``format_version`` into ``config.yaml`` and writes ``checksums.json`` (see :mod:`wall_core.policy_checks`).
     """
     from ..model import WallVLA, WallVLAConfig
+    from ..policy_checks import POLICY_FORMAT_VERSION, write_checksums
     from ..processing.wall_oss_steps import build_released_pipeline
 
     folder = Path(folder)
@@ -51,4 +53,7 @@ def write_policy_pipeline(
         model = WallVLA(WallVLAConfig.from_dict(model_cfg))
     pipe = build_released_pipeline(model, stats=feature_stats(stats), embodiments=embodiments,
                                    min_pixels=min_pixels, max_pixels=max_pixels)  # fmt: skip
-    return pipe.save_pretrained(folder / "pipeline")
+    out = pipe.save_pretrained(folder / "pipeline")
+    save_yaml({**cfg, "format_version": POLICY_FORMAT_VERSION}, folder / "config.yaml")
+    write_checksums(folder)  # last: the config, the weights and the pipeline are final
+    return out

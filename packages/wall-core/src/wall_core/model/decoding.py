@@ -73,34 +73,50 @@ class DecodingMixin:
         """See :meth:`WallVLA.extend_prefix`."""
         raise NotImplementedError  # pragma: no cover - provided by WallVLA
 
-    def _decode(
+    @torch.no_grad()
+    def generate_tokens(
         self,
         batch: WallBatch,
-        allowed: Tensor,
-        eos: int,
-        max_new_tokens: int,
-        segment: int,
-        temperature: float,
-        top_p: float,
-        generator: torch.Generator | None,
-        use_cache: bool,
-    ) -> tuple[list[list[int]], Tensor]:
-        """Shared loop. ``allowed`` [V] bool (eos is always allowed). Returns (ids per row without eos,
-        finished [B] bool: the row emitted eos)."""
+        vocab: str = "text",
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        eos_token_id: int | None = None,
+        use_cache: bool = True,
+    ) -> list[list[int]]:
+        """The one decoding loop: token ids per row (eos excluded) continuing each prefix of ``batch``.
+
+        ``vocab="text"``: only the host vocabulary may come (never the discrete action rows), ids are host ids,
+        the new tokens are ``SEG.ANSWER`` (a VQA question, a subtask prompt ending in
+        ``<|im_start|>assistant\\n``). ``vocab="action"``: only the discrete action rows, ids come back 0-based
+        (host id - host vocabulary size), the new tokens are ``SEG.ACTION``. Greedy when ``temperature`` is 0,
+        else sampled with ``top_p`` (:func:`pick_next`); stops at ``eos_token_id`` (default ``<|im_end|>``,
+        always allowed) or after ``max_new_tokens``. ``use_cache``: one new KV row per step through
+        :meth:`extend_prefix`; else the whole prefix is re-run per token (for checking the cache).
+        """
+        n_rows, lo = self.backbone.lm_head.weight.shape[0], self.host_vocab_size
+        if vocab not in ("text", "action"):
+            raise ValueError(f"vocab must be 'text' or 'action', got {vocab!r}")
+        if vocab == "action" and not self.config.num_action_tokens:
+            raise RuntimeError("this model has no discrete action vocabulary (num_action_tokens=0)")
+        span = (0, lo) if vocab == "text" else (lo, lo + self.config.num_action_tokens)
+        segment, shift = (SEG.ANSWER, 0) if vocab == "text" else (SEG.ACTION, lo)
+        eos = self.ids["<|im_end|>"] if eos_token_id is None else eos_token_id
+        dev = batch.input_ids.device
+        bias = torch.full((n_rows,), float("-inf"), device=dev)
+        bias[span[0] : span[1]], bias[eos] = 0.0, 0.0
         b = batch.batch_size
-        done = torch.zeros(b, dtype=torch.bool, device=batch.input_ids.device)
+        done = torch.zeros(b, dtype=torch.bool, device=dev)
         out: list[list[int]] = [[] for _ in range(b)]
-        bias = torch.where(allowed, 0.0, float("-inf")).to(batch.input_ids.device)
-        bias[eos] = 0.0
         cache = self.prefix_forward(batch)
         hidden = cache.hidden[:, -1]
         for _ in range(max_new_tokens):
-            logits = self.backbone.lm_head(hidden).float() + bias
-            nxt = pick_next(logits, temperature, top_p, generator)
+            nxt = pick_next(self.backbone.lm_head(hidden).float() + bias, temperature, top_p, generator)
             nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
             for i in range(b):
                 if not done[i] and nxt[i] != eos:
-                    out[i].append(int(nxt[i]))
+                    out[i].append(int(nxt[i]) - shift)
             done |= nxt == eos
             if done.all():
                 break
@@ -110,51 +126,15 @@ class DecodingMixin:
             else:
                 batch = append_tokens(batch, nxt, segment)
                 hidden = self.prefix_forward(batch).hidden[:, -1]
-        return out, done
+        return out
 
-    @torch.no_grad()
-    def generate_text(
-        self,
-        batch: WallBatch,
-        max_new_tokens: int = 64,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        generator: torch.Generator | None = None,
-        eos_token_id: int | None = None,
-        use_cache: bool = True,
-    ) -> list[list[int]]:
-        """Text ids per row (host vocabulary, eos excluded) continuing each prompt in ``batch`` (e.g. a VQA
-        question or a subtask prompt ending in ``<|im_start|>assistant\\n``). Greedy when ``temperature`` is
-        0, else sampled with ``top_p``; stops at ``eos_token_id`` (default ``<|im_end|>``)."""
-        vocab = self.backbone.lm_head.weight.shape[0]
-        allowed = torch.zeros(vocab, dtype=torch.bool)
-        allowed[: self.host_vocab_size] = True  # never the discrete action rows
-        eos = self.ids["<|im_end|>"] if eos_token_id is None else eos_token_id
-        ids, _ = self._decode(
-            batch, allowed, eos, max_new_tokens, SEG.ANSWER, temperature, top_p, generator, use_cache
-        )
-        return ids
+    def generate_text(self, batch: WallBatch, **kw: Any) -> list[list[int]]:
+        """Text ids per row (host vocabulary, eos excluded): :meth:`generate_tokens` with ``vocab="text"``
+        (``kw``: its other options: ``max_new_tokens``, ``temperature``, ``top_p``, ``generator``,
+        ``eos_token_id``, ``use_cache``)."""
+        return self.generate_tokens(batch, "text", **kw)
 
-    @torch.no_grad()
-    def generate_action_tokens(
-        self,
-        batch: WallBatch,
-        max_new_tokens: int = 64,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> list[list[int]]:
-        """Discrete action codes per row (host ids mapped back to 0-based action ids), decoded until
-        ``<|im_end|>`` with an incremental KV cache; only action ids and ``<|im_end|>`` are allowed."""
-        n = self.config.num_action_tokens
-        if not n:
-            raise RuntimeError("this model has no discrete action vocabulary (num_action_tokens=0)")
-        lo = self.host_vocab_size
-        allowed = torch.zeros(self.backbone.lm_head.weight.shape[0], dtype=torch.bool)
-        allowed[lo : lo + n] = True
-        ids, _ = self._decode(
-            batch, allowed, self.ids["<|im_end|>"], max_new_tokens, SEG.ACTION, temperature, top_p,
-            generator, use_cache,
-        )  # fmt: skip
-        return [[i - lo for i in row] for row in ids]
+    def generate_action_tokens(self, batch: WallBatch, **kw: Any) -> list[list[int]]:
+        """Discrete action codes per row (0-based action ids), decoded until ``<|im_end|>``:
+        :meth:`generate_tokens` with ``vocab="action"`` (``kw`` as :meth:`generate_text`)."""
+        return self.generate_tokens(batch, "action", **kw)

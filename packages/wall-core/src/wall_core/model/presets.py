@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..backbones.wall_oss import REAL_AUTHOR_CONFIG
 from .config import WallVLAConfig
 
 __all__ = ["PRESETS", "load_author_config", "preset", "wall_oss_05_config"]
@@ -74,7 +73,9 @@ def _refuse_unsupported(author: dict[str, Any]) -> None:
 def wall_oss_05_config(author: dict[str, Any] | None = None, **overrides: Any) -> WallVLAConfig:
     """The ``wall-oss-0.5`` :class:`WallVLAConfig` for a flat author config dict (None = the real geometry);
     ``overrides`` replace fields (e.g. ``cameras``)."""
-    a = REAL_AUTHOR_CONFIG if author is None else author
+    from ..convert.init import released_flat_config  # the one copy of the real config
+
+    a = released_flat_config() if author is None else author
     width, mlp = _expert_geometry(a)
     _refuse_unsupported(a)
     ns = dict(a.get("noise_scheduler", {}))

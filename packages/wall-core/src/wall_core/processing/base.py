@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -142,6 +143,10 @@ class ActionStep(ProcessorStep):
     def __call__(self, actions: Tensor, dataset: str) -> Tensor:
         raise NotImplementedError
 
+    def inverse(self, actions: Tensor, dataset: str) -> Tensor:
+        """The step undone: ``actions [..., A']`` -> ``[..., A]`` (used to feed executed robot actions back)."""
+        raise NotImplementedError(f"{type(self).__name__} has no inverse; it cannot map robot actions back")
+
 
 def save_steps(steps: Sequence[ProcessorStep], root: Path, prefix: str) -> list[dict[str, Any]]:
     """Write each step's files/tensors under ``root/steps`` and return its ``pipeline.json`` entries."""
@@ -201,9 +206,12 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 
 def as_tensor(x: Any, key: str) -> Tensor:
-    """Wrap numpy arrays / lists / scalars as a torch tensor (no copy for numpy; dtype kept)."""
+    """Wrap numpy arrays / lists / scalars as a torch tensor (no copy for numpy, except a view with negative
+    strides such as ``img[::-1]``, which torch cannot wrap; dtype kept)."""
     if isinstance(x, Tensor):
         return x
+    if isinstance(x, np.ndarray) and any(s < 0 for s in x.strides):
+        x = np.ascontiguousarray(x)
     try:
         return torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError) as e:

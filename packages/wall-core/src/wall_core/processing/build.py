@@ -14,7 +14,9 @@ from .images import ImageConversion
 from .keys import ACTION, STATE, KeyMapping, ObservationContract
 from .layout import CropToEmbodiment, PadToEmbodiment, embodiment_from_stats
 from .normalize import Normalize, Unnormalize
+from .normalize_ar import NormalizeAR
 from .pipeline import Pipeline
+from .relative import ToAbsoluteActions, ToRelativeActions
 from .tokenize import DefaultPrompt, PromptTokenizer
 
 if TYPE_CHECKING:
@@ -60,6 +62,8 @@ def build_pipeline(
     max_answer_tokens: int = 256,
     on_long_answer: str = "skip",
     prompt: PromptTokenizer | None = None,
+    ar_normalizer: NormalizeAR | None = None,
+    relative: Mapping[str, wall_data.RelativeActions] | None = None,
 ) -> Pipeline:
     """The whole pre/post-processing of a :class:`WallVLA`.
 
@@ -76,20 +80,40 @@ def build_pipeline(
         norm_mode, clamp: normalisation rule (see :mod:`wall_core.processing.normalize`).
         max_prompt_tokens, max_answer_tokens, on_long_answer: text limits in tokens (see :class:`DefaultPrompt`).
         prompt: a tokenisation step replacing :class:`DefaultPrompt` (another prompt format).
+        ar_normalizer: the discrete branch's own normaliser (:class:`NormalizeAR`), covering every robot
+            dataset; default (with an action tokenizer): ``NormalizeAR.from_stats(stats)``, i.e. the flow
+            normaliser's q01/q99, so the discrete targets are unchanged (the paper does not say what the
+            release's AR normaliser holds). The tokenizer must have been fitted on its output.
+        relative: ``{dataset: RelativeActions}`` for datasets trained on delta-from-state actions (their
+            ``stats["action"]`` must be relative-chunk stats, see :func:`~wall_core.processing.relative_stats`).
 
-    Returns: a :class:`Pipeline` with inputs KeyMapping -> ObservationContract -> ImageConversion ->
-    Normalize -> PadToEmbodiment -> (prompt step) -> Collate, and outputs CropToEmbodiment -> Unnormalize.
+    Returns: a :class:`Pipeline` with inputs KeyMapping -> ObservationContract -> (ToRelativeActions, with
+    ``relative``) -> ImageConversion -> [NormalizeAR, with an action tokenizer] -> Normalize ->
+    PadToEmbodiment -> (prompt step) -> Collate, and outputs CropToEmbodiment -> Unnormalize ->
+    (ToAbsoluteActions).
     """
     cfg, bb = model.config, model.backbone
     if action_tokenizer is not None and action_tokenizer.vocab_size > cfg.num_action_tokens:
         raise ValueError(f"the action tokenizer has {action_tokenizer.vocab_size} ids but the model reserves "
                          f"num_action_tokens={cfg.num_action_tokens}; build the model with the tokenizer's size")  # fmt: skip
     specs = _embodiments(stats, embodiments)
+    unknown = sorted(set(relative or {}) - set(specs))
+    if unknown:
+        raise PipelineKeyError(
+            f"relative actions given for {unknown}, which are not robot datasets: {sorted(specs)}"
+        )
     if default_dataset is None and len(specs) == 1:
         default_dataset = next(iter(specs))
     size = (cfg.image_size, cfg.image_size)
     robots = {ds: {"state_dim": s.state_dim, "action_dim": s.action_dim} for ds, s in specs.items()}
     robot_stats = {ds: stats[ds] for ds in specs}
+    if ar_normalizer is None and action_tokenizer is not None:
+        ar_normalizer = NormalizeAR.from_stats(robot_stats, clamp=clamp)
+    if ar_normalizer is not None:
+        lacking = sorted(ds for ds in specs if ds not in ar_normalizer.ranges)
+        if lacking:
+            raise PipelineKeyError(f"the AR normaliser has no range for dataset(s) {lacking}; it covers "
+                                   f"{sorted(ar_normalizer.ranges)}. Build it from every robot's stats")  # fmt: skip
     tok = prompt or DefaultPrompt(
         bb.num_image_tokens(size), model.host_vocab_size, max_prompt_tokens, max_answer_tokens, on_long_answer,
         text_tokenizer=bb.tokenizer, action_tokenizer=action_tokenizer,
@@ -97,7 +121,9 @@ def build_pipeline(
     inputs = [
         KeyMapping.from_presets(key_maps, cfg.cameras, default_dataset),
         ObservationContract(cfg.cameras, cfg.action_horizon, robots),
+        *([ToRelativeActions(relative)] if relative else []),
         ImageConversion(cfg.cameras, size),
+        *([ar_normalizer] if ar_normalizer is not None else []),
         Normalize(robot_stats, mode=norm_mode, clamp=clamp),
         PadToEmbodiment(cfg.state_dim, cfg.action_dim, cfg.action_horizon, specs),
         tok,
@@ -106,5 +132,6 @@ def build_pipeline(
     outputs = [
         CropToEmbodiment(cfg.state_dim, cfg.action_dim, specs),
         Unnormalize(robot_stats, mode=norm_mode),
+        *([ToAbsoluteActions(relative)] if relative else []),
     ]
     return Pipeline(inputs, outputs)

@@ -20,7 +20,16 @@ import wall_data
 from .base import ActionStep, PipelineKeyError, PipelineLoadError, Sample, SampleStep, register_step
 from .keys import ACTION, PAD, STATE, is_vqa
 
-__all__ = ["CropToEmbodiment", "PadToEmbodiment", "embodiment_from_stats", "spec_from_json", "spec_to_json"]
+__all__ = [
+    "CropToEmbodiment",
+    "PadToEmbodiment",
+    "embodiment_from_stats",
+    "hold_action",
+    "hold_sources",
+    "spec_from_json",
+    "spec_to_json",
+]
+DELTA_ACTIONS = "delta_actions"  # EmbodimentSpec.meta key: names of the action dims that are deltas
 
 
 def spec_to_json(spec: wall_data.EmbodimentSpec) -> dict[str, Any]:
@@ -50,6 +59,43 @@ def embodiment_from_stats(name: str, stats: Mapping[str, wall_data.FeatureStats]
     return wall_data.EmbodimentSpec(
         name, tuple(f"state_{i}" for i in range(s)), tuple(f"action_{i}" for i in range(a))
     )
+
+
+def hold_sources(spec: wall_data.EmbodimentSpec) -> np.ndarray:
+    """How the robot holds still, per action dim of ``spec``: the index of the state dim whose current value
+    it repeats (an ABSOLUTE action: named exactly like a state dim, e.g. ``joint3`` in both), or -1 for a DELTA
+    action (named in ``spec.meta["delta_actions"]``; 0 holds it). long [A_robot].
+
+    A ValueError names the robot and the action dims the spec cannot place (neither), and how to declare them.
+    """
+    delta = {str(n) for n in spec.meta.get(DELTA_ACTIONS, ())}
+    out, unknown = [], []
+    for name in spec.action_names:
+        if name in delta:
+            out.append(-1)
+        elif name in spec.state_names:
+            out.append(spec.state_names.index(name))
+        else:
+            unknown.append(name)
+    if unknown:
+        raise ValueError(
+            f"robot {spec.name!r}: its embodiment spec cannot say how to hold still for action dims {unknown} "
+            "(an absolute action is named like its state dim; a delta action is listed in "
+            f"EmbodimentSpec.meta[{DELTA_ACTIONS!r}]); declare them or use another on_invalid"
+        )
+    return np.asarray(out, dtype=np.int64)
+
+
+def hold_action(spec: wall_data.EmbodimentSpec, state: Tensor) -> Tensor:
+    """Raw state [S_robot] -> the raw action float32 [A_robot] that keeps the robot where it is (see
+    :func:`hold_sources`): the state's value for absolute dims, 0 for delta dims."""
+    src = torch.as_tensor(hold_sources(spec))
+    x = torch.as_tensor(state).to(torch.float32).reshape(-1)
+    if x.numel() != spec.state_dim:
+        raise ValueError(f"robot {spec.name!r} has {spec.state_dim} state dims, the observation {x.numel()}")
+    out, absolute = torch.zeros(len(src), dtype=torch.float32), src >= 0
+    out[absolute] = x[src[absolute]]
+    return out
 
 
 def _placement(
@@ -185,3 +231,10 @@ class CropToEmbodiment(ActionStep):
         out = actions.new_zeros((*actions.shape[:-1], len(src)))
         out[..., src] = actions[..., slots]
         return out
+
+    def inverse(self, actions: Tensor, dataset: str) -> Tensor:
+        """Robot DOFs [..., A_robot] -> padded [..., A] (zeros in the other dims)."""
+        n = self.pad.spec(dataset).action_dim
+        if actions.shape[-1] != n:
+            raise ValueError(f"{dataset!r} actions have {n} dims, got {actions.shape[-1]}")
+        return self.pad.pad_actions(actions, dataset)

@@ -21,7 +21,14 @@ import wall_data
 
 from .base import ActionStep, PipelineKeyError, PipelineLoadError, Sample, SampleStep, register_step
 
-__all__ = ["MODES", "Normalize", "Unnormalize", "normalize_tensor", "unnormalize_tensor"]
+__all__ = [
+    "MODES",
+    "Normalize",
+    "Unnormalize",
+    "normalize_tensor",
+    "range_center_scale",
+    "unnormalize_tensor",
+]
 STAT_FIELDS = ("mean", "std", "min", "max", "q01", "q99")
 MODES = {"quantile": ("q01", "q99"), "minmax": ("min", "max"), "zscore": ("mean", "std")}
 SEP = "|"  # tensor names: "<dataset>|<feature>|<stat>"
@@ -34,8 +41,15 @@ def _center_scale(stats: wall_data.FeatureStats, mode: str) -> tuple[Tensor, Ten
     a, b = (torch.as_tensor(np.asarray(getattr(stats, f)), dtype=torch.float32) for f in MODES[mode])
     if mode == "zscore":
         return a, torch.where(b == 0, torch.ones_like(b), b)
+    return range_center_scale(a, b)
+
+
+def range_center_scale(low: Tensor, high: Tensor) -> tuple[Tensor, Tensor]:
+    """(offset, scale) float32 [D] of the range rule ``x_n = 2 (x - low) / (high - low) - 1``; a zero range
+    becomes 1 (as the release does, instead of blowing up to ±1 on any deviation)."""
+    a, b = low.to(torch.float32), high.to(torch.float32)
     rng = b - a
-    rng = torch.where(rng == 0, torch.ones_like(rng), rng)  # q99 == q01: range 1, as the release does
+    rng = torch.where(rng == 0, torch.ones_like(rng), rng)
     return a + rng / 2, rng / 2
 
 
@@ -65,7 +79,8 @@ def stats_to_tensors(stats: Mapping[str, Mapping[str, wall_data.FeatureStats]]) 
     for ds, feats in stats.items():
         for key, st in feats.items():
             for f in STAT_FIELDS:
-                out[SEP.join((ds, key, f))] = torch.as_tensor(np.asarray(getattr(st, f), dtype=np.float64))
+                # a copy: stats may share one array between fields (min is q01), which safetensors refuses
+                out[SEP.join((ds, key, f))] = torch.tensor(np.asarray(getattr(st, f), dtype=np.float64))
     return out
 
 
@@ -153,6 +168,15 @@ class Normalize(_PerDataset, SampleStep):
     def summary(self) -> str:
         return f"mode={self.mode!r}, clamp={self.clamp}, keys={self.keys}, datasets={sorted(self.stats)}"
 
+    def apply(self, x: Tensor, dataset: str, key: str = "action", clamp: bool | None = None) -> Tensor:
+        """Raw ``key`` values [..., D] of ``dataset`` -> normalised float32 [..., D]; ``clamp`` None = the step's
+        setting (e.g. ``False`` to re-express decoded discrete actions in this space without losing range)."""
+        st = self._stats_for(dataset, key)
+        if x.shape[-1] != len(st.q01):
+            raise ValueError(f"{key!r} has {x.shape[-1]} dims, {dataset!r} stats have {len(st.q01)}")
+        keep = self.clamp if clamp is None else clamp
+        return normalize_tensor(x, st, self.mode, keep, self._cached(dataset, key))
+
     def __call__(self, sample: Sample) -> Sample:
         """Present ``keys`` -> float32 normalised values (same shapes)."""
         out = dict(sample)
@@ -199,3 +223,12 @@ class Unnormalize(_PerDataset, ActionStep):
         if actions.shape[-1] != len(st.q01):
             raise ValueError(f"actions have {actions.shape[-1]} dims, {dataset!r} stats have {len(st.q01)}")
         return unnormalize_tensor(actions, st, self.mode)
+
+    def inverse(self, actions: Tensor, dataset: str) -> Tensor:
+        """Robot-unit actions [..., A_robot] -> normalised float32 [..., A_robot] (not clamped: exact inverse)."""
+        st = self._stats_for(dataset, self.key)
+        if actions.shape[-1] != len(st.q01):
+            raise ValueError(f"actions have {actions.shape[-1]} dims, {dataset!r} stats have {len(st.q01)}")
+        return normalize_tensor(
+            actions, st, self.mode, clamp=False, center_scale=self._cached(dataset, self.key)
+        )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,12 +21,15 @@ from .base import (
     ProcessorStep,
     Sample,
     SampleStep,
+    as_tensor,
     load_steps,
     read_manifest,
     save_steps,
 )
-from .keys import KeyMapping, ObservationContract
-from .layout import PadToEmbodiment
+from .keys import STATE, KeyMapping, ObservationContract
+from .layout import PadToEmbodiment, hold_action
+from .normalize import Normalize
+from .normalize_ar import NormalizeAR
 from .tokenize import PromptTokenizer
 
 __all__ = ["Pipeline"]
@@ -111,29 +115,102 @@ class Pipeline:
         return names
 
     def postprocess(
-        self, actions: Tensor, dataset: str | Sequence[str] | None = None
+        self,
+        actions: Tensor,
+        dataset: str | Sequence[str] | None = None,
+        state: Tensor | Sequence[Tensor] | None = None,
     ) -> Tensor | list[Tensor]:
         """Normalised padded actions [B, H, A] -> robot actions float32 [B, H, A_robot] in the robot's units.
 
         ``dataset``: one name, one name per row, or None for the default dataset. Rows of different robots
-        (different widths) come back as a list of [H, A_robot] tensors.
+        (different widths) come back as a list of [H, A_robot] tensors. ``state``: the observations' raw
+        ``observation.state`` ([B, S_robot], or one [S_robot] tensor per row; see :meth:`raw_states`), needed
+        by output steps that read it (relative actions back to absolute).
         """
         names = self._datasets(dataset, actions.shape[0])
         if len(set(names)) == 1:
             x = actions
+            rows = None if state is None else torch.stack([torch.as_tensor(s) for s in state])
             for step in self.outputs:
-                x = step(x, names[0])  # type: ignore[operator]
+                if getattr(step, "needs_state", False):
+                    x = step(x, names[0], state=rows)  # type: ignore[operator]
+                else:
+                    x = step(x, names[0])  # type: ignore[operator]
             return x
-        return [self.postprocess(actions[i : i + 1], names[i])[0] for i in range(len(names))]
+        return [
+            self.postprocess(actions[i : i + 1], names[i], None if state is None else [state[i]])[0]
+            for i in range(len(names))
+        ]
+
+    def raw_states(self, samples: Sequence[Sample]) -> list[Tensor] | None:
+        """The raw ``observation.state`` [S_robot] of each sample after key mapping (None when this pipeline
+        has no output step that reads states, or a sample has none)."""
+        if not any(getattr(s, "needs_state", False) for s in self.outputs):
+            return None
+        try:
+            mapping: KeyMapping | None = self.find(KeyMapping)
+        except KeyError:
+            mapping = None
+        out = []
+        for s in samples:
+            m = mapping(dict(s)) if mapping is not None else s
+            if m is None or "observation.state" not in m:
+                return None
+            out.append(torch.as_tensor(np.asarray(m["observation.state"], dtype=np.float32)))
+        return out
+
+    def preprocess_actions(
+        self, actions: Tensor, dataset: str | None = None, state: Sequence[Tensor] | None = None
+    ) -> Tensor:
+        """Robot actions [B, P, A_robot] of one robot -> normalised padded [B, P, A]: the output steps undone
+        in reverse order (so ``postprocess(preprocess_actions(a)) == a`` up to float rounding). ``state``:
+        the observations' raw states (:meth:`raw_states`), for steps that read them (relative actions)."""
+        (name,) = self._datasets(dataset, 1)
+        x = actions.to(torch.float32)
+        rows = None if state is None else torch.stack([torch.as_tensor(s) for s in state])
+        for step in reversed(self.outputs):
+            if getattr(step, "needs_state", False):
+                x = step.inverse(x, name, state=rows)  # type: ignore[attr-defined]
+            else:
+                x = step.inverse(x, name)  # type: ignore[attr-defined]
+        return x
 
     def decode_action_tokens(
         self, codes: list[list[int]], dataset: str | Sequence[str] | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Discrete action ids per row -> (normalised padded actions [B, H, A], valid bool [B])."""
-        actions, valid = self.find(PromptTokenizer).decode_actions(codes)
+        """Discrete action ids per row -> (padded actions [B, H, A] in the FLOW-normalised space that
+        :meth:`postprocess` takes, valid bool [B]).
+
+        The tokenizer decodes into the AR normaliser's space: each row is unnormalised with its dataset's AR
+        range and normalised again with the flow stats, unclamped (skipped when the two rules are the same,
+        as by default). A pipeline without a :class:`NormalizeAR` step was saved before the AR normaliser
+        existed; its tokenizer was fitted on the flow normaliser's output, so its codes decode in that space.
+        """
         names, pad = self._datasets(dataset, len(codes)), self.find(PadToEmbodiment)
-        rows = [pad.pad_actions(actions[i], names[i]) for i in range(len(codes))]
+        actions, valid = self.find(PromptTokenizer).decode_actions(codes, names)
+        ar = next((s for s in self.inputs if isinstance(s, NormalizeAR)), None)
+        rows = []
+        for i in range(len(codes)):
+            row = actions[i]
+            if ar is not None:
+                flow = self.find(Normalize)
+                if not _same_rule(ar, flow, names[i]):
+                    row = flow.apply(ar.unnormalize(row, names[i]), names[i], clamp=False)
+            rows.append(pad.pad_actions(row, names[i]))
         return torch.stack(rows), valid
+
+    def hold_actions(self, observations: Sequence[Sample]) -> Tensor:
+        """Raw observations -> the chunk that keeps each robot where it is, float32 [B, H, A_robot] in the
+        robot's units (:func:`~.layout.hold_action` repeated over the horizon); rows must share one robot."""
+        keys, pad = self.find(KeyMapping), self.find(PadToEmbodiment)
+        rows = []
+        for obs in observations:
+            s = keys(dict(obs))
+            if STATE not in s:
+                raise PipelineKeyError("holding still needs the observation's 'observation.state'")
+            spec = pad.spec(str(s.get("dataset")))
+            rows.append(hold_action(spec, as_tensor(s[STATE], STATE)).expand(pad.action_horizon, -1))
+        return torch.stack(rows)
 
     # --- persistence -----------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:
@@ -159,3 +236,12 @@ class Pipeline:
         lines += [f"    {i}. {s!r}" for i, s in enumerate(self.inputs)]
         lines += ["  outputs:"] + [f"    {i}. {s!r}" for i, s in enumerate(self.outputs)]
         return "\n".join([*lines, ")"])
+
+
+def _same_rule(ar: NormalizeAR, flow: Normalize, dataset: str) -> bool:
+    """True when ``dataset``'s AR range is the flow normaliser's own (the re-expression would be the identity)."""
+    if flow.mode not in ("quantile", "minmax"):
+        return False
+    c, s = ar.center_scale(dataset)
+    fc, fs = flow._cached(dataset, "action")
+    return torch.equal(c, fc) and torch.equal(s, fs)

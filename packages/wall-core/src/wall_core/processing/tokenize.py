@@ -24,6 +24,7 @@ import wall_tokenizer
 from ..model.masks import SEG
 from .base import PipelineKeyError, Sample, SampleStep, register_step
 from .keys import ACTION, is_vqa
+from .normalize_ar import AR_KEY
 
 __all__ = ["DefaultPrompt", "PromptTokenizer"]
 logger = logging.getLogger(__name__)
@@ -85,22 +86,38 @@ class PromptTokenizer(SampleStep):
         self.action_tokenizer = wall_tokenizer.load(at) if at.exists() else None
         self._ids = {}
 
-    def encode_actions(self, action: Tensor) -> list[int]:
-        """Normalised robot action [H, A_robot] -> host token ids of its discrete code."""
-        assert self.action_tokenizer is not None and self.vocab is not None
-        # wall_tokenizer is numpy-only, and FAST's DCT/BPE is fitted on float64 chunks: the one float64 hop
-        codes = self.action_tokenizer.encode(action.detach().cpu().numpy().astype(np.float64)[None])[0]
-        return self.vocab.to_host(codes).tolist()
-
-    def decode_actions(self, codes: list[list[int]]) -> tuple[Tensor, Tensor]:
-        """Discrete action ids (not host ids) per row -> (normalised robot actions float32 [B, H, A_robot],
-        valid bool [B])."""
+    def _tokenizer(self, dataset: str | None) -> wall_tokenizer.ActionTokenizer:
+        """The action tokenizer for ``dataset`` (its own one inside a per-embodiment tokenizer)."""
         if self.action_tokenizer is None:
             raise RuntimeError("this pipeline has no action tokenizer")
-        res = self.action_tokenizer.decode([np.asarray(c, dtype=np.int64) for c in codes])
-        return torch.from_numpy(np.asarray(res.actions, dtype=np.float32)), torch.from_numpy(
-            np.asarray(res.valid)
-        )
+        if isinstance(self.action_tokenizer, wall_tokenizer.PerEmbodimentTokenizer):
+            return self.action_tokenizer.get(dataset)
+        return self.action_tokenizer
+
+    def encode_actions(self, action: Tensor, dataset: str | None = None) -> list[int]:
+        """AR-normalised robot action [H, A_robot] (:data:`AR_KEY`) of ``dataset`` -> host token ids of its
+        discrete code."""
+        assert self.vocab is not None
+        # wall_tokenizer is numpy-only, and FAST's DCT/BPE is fitted on float64 chunks: the one float64 hop
+        codes = self._tokenizer(dataset).encode(action.detach().cpu().numpy().astype(np.float64)[None])[0]
+        return self.vocab.to_host(codes).tolist()
+
+    def decode_actions(
+        self, codes: list[list[int]], datasets: list[str] | None = None
+    ) -> tuple[list[Tensor], Tensor]:
+        """Discrete action ids (not host ids) per row -> (AR-normalised robot actions, one float32
+        [H, A_robot] per row, and valid bool [B]); ``datasets`` names each row's robot (needed by a
+        per-embodiment tokenizer with several robots)."""
+        names: list[str | None] = list(datasets) if datasets is not None else [None] * len(codes)
+        rows: list[Tensor] = [torch.empty(0)] * len(codes)
+        valid = torch.zeros(len(codes), dtype=torch.bool)
+        for name in dict.fromkeys(names):
+            idx = [i for i, n in enumerate(names) if n == name]
+            res = self._tokenizer(name).decode([np.asarray(codes[i], dtype=np.int64) for i in idx])
+            acts = torch.from_numpy(np.asarray(res.actions, dtype=np.float32))
+            for j, i in enumerate(idx):
+                rows[i], valid[i] = acts[j], bool(res.valid[j])
+        return rows, valid
 
 
 @register_step
@@ -110,7 +127,8 @@ class DefaultPrompt(PromptTokenizer):
         [<|image_pad|> x image_tokens per present camera] <|im_start|> task <|propri|> [action ids <|im_end|>]
 
     (the action ids and ``<|im_end|>`` supervised, only when the sample has ``action`` and there is an action
-    tokenizer); per VQA sample: images, ``<|im_start|>`` question, then answer + ``<|im_end|>`` supervised.
+    tokenizer; the ids encode :data:`AR_KEY`, the chunk as the AR normaliser scaled it); per VQA sample:
+    images, ``<|im_start|>`` question, then answer + ``<|im_end|>`` supervised.
 
     Args:
         image_tokens: tokens one camera frame becomes in the backbone.
@@ -189,8 +207,16 @@ class DefaultPrompt(PromptTokenizer):
             if bool(sample["state_mask"].any()):
                 add([self.token_id("<|propri|>")], SEG.STATE)
             if ACTION in sample and self.action_tokenizer is not None:
+                if AR_KEY not in sample:
+                    raise PipelineKeyError(
+                        f"a robot sample with 'action' lacks {AR_KEY!r} (the AR-normalised chunk the discrete "
+                        "tokenizer encodes): put a NormalizeAR step before Normalize (build_pipeline does)"
+                    )
                 add(
-                    [*self.encode_actions(sample[ACTION]), self.token_id("<|im_end|>")],
+                    [
+                        *self.encode_actions(sample[AR_KEY], sample.get("dataset")),
+                        self.token_id("<|im_end|>"),
+                    ],
                     SEG.ACTION,
                     supervised=True,
                 )

@@ -17,6 +17,7 @@ peaks: the start of backward and the optimiser step.
 from __future__ import annotations
 
 import copy
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -172,9 +173,13 @@ def _shallow_model(author: dict[str, Any], depth: tuple[int, int, int], regime: 
     from .lora import LoraSettings, apply_lora
     from .precision import apply_precision_policy
 
+    gc.collect()  # free the previous shallow model first (each holds the real 151,936-row embedding)
     with torch.device("meta"):
         model = WallVLA(wall_oss_05_config(with_depth(author, *depth)))
     model.to_empty(device="cpu").train()
+    hf: Any = getattr(model.backbone, "model", None)
+    if hasattr(hf, "tie_weights"):  # to_empty leaves the LM head a separate tensor; tie it again
+        hf.tie_weights()
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for t in [*model.parameters(), *model.buffers()]:

@@ -4,7 +4,7 @@ A Lightning checkpoint written by :func:`wall_core.training.train` carries the r
 under :data:`CONFIG_KEY`). On resume :func:`check_resume_config` compares it, key by key, with the new config
 and raises ``ValueError`` naming every changed key, unless the key is listed in ``resume_allow_changes``.
 Keys that only say where/when a run writes (``out_dir``, ``resume``, ``stop_after``, progress display) never
-count as changes.
+count as changes, nor does a key newer than the checkpoint that keeps its default.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ IGNORED = frozenset(
         "resume",
         "stop_after",
         "resume_allow_changes",
+        "resume_verify",
         "trainer.enable_progress_bar",
         "checkpoint_every",
     }
@@ -77,7 +78,10 @@ def check_resume_config(ckpt_path: Path, cfg: Any, allow: list[str] | None = Non
             "wall train, so its settings cannot be checked"
         )
     new = flat_config(OmegaConf.to_container(OmegaConf.create(config_text(cfg)), resolve=True))
-    keys = sorted(k for k in set(saved) | set(new) if k not in IGNORED and saved.get(k) != new.get(k))
+    defaults = flat_config(OmegaConf.to_container(OmegaConf.structured(type(cfg)), resolve=True))
+    # a key added after the checkpoint was written counts as unchanged while it keeps its default
+    newer = {k for k in set(new) - set(saved) if k in defaults and new[k] == defaults[k]}
+    keys = sorted(k for k in set(saved) | set(new) if k not in IGNORED | newer and saved.get(k) != new.get(k))
     allowed = [k for k in keys if any(a == "*" or k == a or k.startswith(a + ".") for a in allow or [])]
     bad = [k for k in keys if k not in allowed]
     if bad:

@@ -20,7 +20,9 @@ import wall_tokenizer
 from ..model import WallVLA, WallVLAConfig
 from ..objective import WallObjective
 from ..policy import WallPolicy
-from ..processing import Pipeline, build_pipeline, normalize_tensor
+from ..processing import NormalizeAR, Pipeline, build_pipeline, embodiment_from_stats
+from ..processing.relative import relative_dims, relative_stats
+from .checkpoint_io import ChecksumCheckpointIO, verify_checkpoint
 from .fsdp import fsdp2_strategy, full_state_dict
 from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
 from .module import WallDataModule, WallLightningModule, dataset_names
@@ -35,6 +37,7 @@ __all__ = [
     "TokenizerConfig",
     "TrainConfig",
     "TrainerConfig",
+    "ar_normalizer",
     "fit_action_tokenizer",
     "load_config",
     "load_dataset_stats",
@@ -46,8 +49,13 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DataConfig:
     # each: {root, kind: lerobot|vqa, weight, name, stats (a stats.json; default root/meta/stats.json),
-    #        embodiment (a name in wall_data.default_registry(); default: packed from the stats' dims)}
+    #        embodiment (a name in wall_data.default_registry(); default: packed from the stats' dims),
+    #        relative_actions (true: joints as deltas from the state, grippers absolute; or a list of
+    #        action dim names; the action stats are recomputed on relative chunks)}
     datasets: list[dict[str, Any]] = field(default_factory=list)
+    # packed: each robot's dims from index 0 (or its spec's slots); canonical: named fields in the
+    # 26-D canonical layout (wall_data.canonical_registry; every robot dataset names its embodiment)
+    layout: str = "packed"
     batch_size: int = 16
     num_workers: int = 0
 
@@ -58,6 +66,13 @@ class TokenizerConfig:
     path: str | None = None  # a saved tokenizer to reuse instead of fitting
     options: dict[str, Any] = field(default_factory=lambda: {"scale": 10, "vocab_size": 512})
     max_chunks: int = 4000
+    # the AR (discrete-branch) normaliser: None = the flow normaliser's q01/q99 (discrete targets unchanged;
+    # the paper does not say what the release's holds), or [low, high] quantiles of each dataset's raw actions
+    ar_quantiles: list[float] | None = None
+    # shared: one tokenizer over every robot dataset (their action dims must agree); per_embodiment: one per
+    # robot dataset (fewer tokens per chunk at equal error, benchmarks/tokenizer_embodiments.py); auto: shared
+    # for one robot dataset, per_embodiment for several
+    layout: str = "auto"
 
 
 @dataclass
@@ -93,6 +108,9 @@ class TrainConfig:
     out_dir: str = "runs/train"
     resume: str | None = None  # a local Lightning .ckpt to continue from (URLs are refused)
     resume_allow_changes: list[str] = field(default_factory=list)  # config keys a resume may change
+    resume_verify: bool = (
+        True  # the checkpoint's .sha256 must exist and match (false: warn when it is absent)
+    )
     checkpoint_every: int = 500  # Lightning checkpoints (out_dir/checkpoints/last.ckpt) every N steps
     stop_after: int | None = (
         None  # stop early at this step (as a preemption would); the schedule keeps optim.max_steps
@@ -132,6 +150,40 @@ def load_dataset_stats(robots: dict[str, dict[str, Any]]) -> dict[str, dict[str,
     }
 
 
+def ar_normalizer(
+    roots: Mapping[str, str],
+    stats: Mapping[str, Mapping[str, wall_data.FeatureStats]],
+    quantiles: list[float] | None = None,
+) -> NormalizeAR:
+    """The AR normaliser of datasets ``{name: root}``: their flow q01/q99 (``quantiles=None``) or the given
+    ``[low, high]`` quantiles of every raw action frame of each dataset."""
+    actions = None
+    if quantiles is not None:
+        actions = {n: wall_data.LeRobotDataset(r, cameras=[]).arrays["action"] for n, r in roots.items()}
+    return NormalizeAR.from_stats({n: stats[n] for n in roots}, quantiles, actions)
+
+
+def _ar_chunks(
+    root: str,
+    name: str,
+    ar: NormalizeAR,
+    horizon: int,
+    n: int,
+    rng: np.random.Generator,
+    relative: wall_data.RelativeActions | None,
+) -> np.ndarray:
+    """Up to ``n`` random action chunks float64 [n, H, A] of a LeRobot dataset, made relative to the chunk's
+    first state when ``relative`` is given, then normalised by ``ar`` under ``name``."""
+    ds = wall_data.LeRobotDataset(root, action_horizon=horizon, cameras=[])
+    idx = rng.choice(len(ds), size=min(len(ds), n), replace=False)
+    rows = np.stack([ds.chunk_indices(int(i))[0] for i in idx])
+    chunk = torch.from_numpy(ds.arrays["action"][rows])
+    if relative is not None:
+        chunk = relative.encode(chunk, torch.from_numpy(ds.arrays["observation.state"][idx]).to(chunk.dtype))
+    # wall_tokenizer is numpy-only and fits on float64 chunks
+    return ar.normalize(chunk, name).numpy().astype(np.float64)
+
+
 def fit_action_tokenizer(
     roots: list[str],
     stats: Mapping[str, wall_data.FeatureStats] | list[Mapping[str, wall_data.FeatureStats]],
@@ -139,27 +191,92 @@ def fit_action_tokenizer(
     kind: str = "fast",
     max_chunks: int = 4000,
     seed: int = 0,
+    ar: NormalizeAR | None = None,
+    names: list[str] | None = None,
+    *,
+    relative: list[wall_data.RelativeActions | None] | None = None,
+    per_embodiment: bool = False,
     **options: Any,
 ) -> wall_tokenizer.ActionTokenizer:
-    """Fit a tokenizer on action chunks [N, H, A] drawn from LeRobot datasets, each normalised with its own
-    stats (``stats``: one mapping for every root, or a list with one per root) by the pipeline's rule."""
+    """Fit a tokenizer on action chunks [N, H, A] drawn from LeRobot datasets, each normalised by the AR
+    normaliser ``ar`` under its dataset name (``names``, one per root); without ``ar``, by the AR default:
+    each root's own flow q01/q99 (``stats``: one mapping for every root, or a list with one per root).
+    ``relative``: per root, its relative-action option (or None). ``per_embodiment``: one tokenizer per
+    dataset (needs ``names``), returned as a :class:`wall_tokenizer.PerEmbodimentTokenizer` keyed by them;
+    otherwise the datasets share one tokenizer (one action dim required)."""
     per_root = list(stats) if isinstance(stats, list) else [stats] * len(roots)
-    if len(per_root) != len(roots):
-        raise ValueError(f"got {len(per_root)} stats for {len(roots)} datasets")
+    rel = list(relative) if relative is not None else [None] * len(roots)
+    if not len(per_root) == len(rel) == len(roots):
+        raise ValueError(
+            f"got {len(per_root)} stats and {len(rel)} relative options for {len(roots)} datasets"
+        )
+    if per_embodiment and (names is None or len(names) != len(roots)):
+        raise ValueError(
+            f"one tokenizer per embodiment needs a name for each of the {len(roots)} roots (names=)"
+        )
+    if ar is None:
+        names = names or [f"{i}:{r}" for i, r in enumerate(roots)]
+        ar = NormalizeAR.from_stats(dict(zip(names, per_root)))
+    elif names is None or len(names) != len(roots):
+        raise ValueError(
+            f"with an AR normaliser, name the dataset of each of the {len(roots)} roots (names=)"
+        )
     rng = np.random.default_rng(seed)
-    chunks = []
-    for root, st in zip(roots, per_root):
-        ds = wall_data.LeRobotDataset(root, action_horizon=horizon, cameras=[])
-        idx = rng.choice(len(ds), size=min(len(ds), max_chunks // len(roots)), replace=False)
-        rows = np.stack([ds.chunk_indices(int(i))[0] for i in idx])
-        chunks.append(normalize_tensor(torch.from_numpy(ds.arrays["action"][rows]), st["action"]))
-    # wall_tokenizer is numpy-only and fits on float64 chunks
-    return wall_tokenizer.create(kind, **options).fit(torch.cat(chunks).numpy().astype(np.float64))
+    n = max_chunks // len(roots)
+    chunks = [_ar_chunks(r, nm, ar, horizon, n, rng, o) for r, nm, o in zip(roots, names, rel)]
+    if per_embodiment:
+        return wall_tokenizer.PerEmbodimentTokenizer.fit_each(dict(zip(names, chunks)), kind, **options)
+    dims = sorted({c.shape[-1] for c in chunks})
+    if len(dims) > 1:
+        raise ValueError(
+            f"one shared action tokenizer needs one action dim, these datasets have {dims}; fit one per "
+            "embodiment (tokenizer.layout=per_embodiment, or per_embodiment=True)"
+        )
+    return wall_tokenizer.create(kind, **options).fit(np.concatenate(chunks))
 
 
-def _embodiments(robots: dict[str, dict[str, Any]]) -> dict[str, wall_data.EmbodimentSpec]:
-    reg = wall_data.default_registry()
+def _embodiments(cfg: TrainConfig, robots: dict[str, dict[str, Any]]) -> dict[str, wall_data.EmbodimentSpec]:
+    """``{dataset: spec}`` of the robot datasets that name an ``embodiment`` (all of them in the canonical
+    layout, placed in the model's state/action widths)."""
+    layout = cfg.data.layout
+    if layout == "packed":
+        reg = wall_data.default_registry()
+    elif layout == "canonical":
+        missing = sorted(n for n, d in robots.items() if not d.get("embodiment"))
+        if missing:
+            raise ValueError(
+                f"data.layout=canonical places named fields: datasets {missing} need an 'embodiment' "
+                f"(one of {wall_data.default_registry().names()})"
+            )
+        names = sorted({d["embodiment"] for d in robots.values()})
+        reg = wall_data.canonical_registry(cfg.model.state_dim, cfg.model.action_dim, robots=names)
+    else:
+        raise ValueError(f"data.layout must be 'packed' or 'canonical', got {layout!r}")
     return {name: reg.get(d["embodiment"]) for name, d in robots.items() if d.get("embodiment")}
+
+
+def _relative(
+    robots: dict[str, dict[str, Any]],
+    specs: Mapping[str, wall_data.EmbodimentSpec],
+    stats: dict[str, dict[str, wall_data.FeatureStats]],
+    horizon: int,
+) -> dict[str, wall_data.RelativeActions]:
+    """``{dataset: RelativeActions}`` of the datasets with ``relative_actions``; their ``stats["action"]``
+    is replaced (in place) by the statistics of relative chunks."""
+    out = {}
+    for name, d in robots.items():
+        if d.get("relative_actions"):
+            spec = specs.get(name) or embodiment_from_stats(name, stats[name])
+            out[name] = relative_dims(spec, d["relative_actions"])
+            stats[name] = {**stats[name], "action": relative_stats(d["root"], out[name], horizon)}
+    return out
+
+
+def _per_embodiment(layout: str, robots: Mapping[str, Any]) -> bool:
+    """Whether to fit one tokenizer per robot dataset (else one shared), by ``tokenizer.layout``."""
+    if layout not in ("auto", "shared", "per_embodiment"):
+        raise ValueError(f"tokenizer.layout must be auto, shared or per_embodiment, got {layout!r}")
+    return layout == "per_embodiment" or (layout == "auto" and len(robots) > 1)
 
 
 def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
@@ -167,20 +284,31 @@ def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
     robots = _robot_datasets(cfg)
     stats = load_dataset_stats(robots)
     horizon = cfg.model.action_horizon
-    tok = None
-    if cfg.tokenizer.kind != "none" and cfg.objective.w_action_ce > 0:
-        if cfg.tokenizer.path:
-            tok = wall_tokenizer.load(cfg.tokenizer.path)
-        else:
-            tc = cfg.tokenizer
-            roots = [d["root"] for d in robots.values()]
-            tok = fit_action_tokenizer(
-                roots, [stats[n] for n in robots], horizon, tc.kind, tc.max_chunks, cfg.seed, **tc.options
+    specs = _embodiments(cfg, robots)
+    relative = _relative(robots, specs, stats, horizon)
+    tok, ar, tc = None, None, cfg.tokenizer
+    if tc.kind != "none" and cfg.objective.w_action_ce > 0:
+        if relative and tc.ar_quantiles is not None:
+            raise ValueError(
+                f"tokenizer.ar_quantiles (quantiles of raw actions) cannot be combined with relative_actions "
+                f"(datasets {sorted(relative)}); leave ar_quantiles unset to use the relative action stats"
             )
+        ar = ar_normalizer({n: d["root"] for n, d in robots.items()}, stats, tc.ar_quantiles)
+        if tc.path:  # a saved tokenizer must have been fitted on this AR normaliser's output
+            tok = wall_tokenizer.load(tc.path)
+        else:
+            roots, names = [d["root"] for d in robots.values()], list(robots)
+            tok = fit_action_tokenizer(
+                roots, [stats[n] for n in robots], horizon, tc.kind, tc.max_chunks, cfg.seed, ar, names,
+                relative=[relative.get(n) for n in robots], per_embodiment=_per_embodiment(tc.layout, robots),
+                **tc.options,
+            )  # fmt: skip
     cfg.model.num_action_tokens = tok.vocab_size if tok is not None else 0
     torch.manual_seed(cfg.seed)
     model = WallVLA(cfg.model)
-    pipeline = build_pipeline(model, stats=stats, action_tokenizer=tok, embodiments=_embodiments(robots))
+    pipeline = build_pipeline(
+        model, stats=stats, action_tokenizer=tok, embodiments=specs, ar_normalizer=ar, relative=relative
+    )
     dm = WallDataModule(
         cfg.data.datasets, pipeline, cfg.data.batch_size, cfg.data.num_workers, horizon, cfg.model.cameras,
         cfg.seed, cfg.optim.max_steps,
@@ -198,6 +326,8 @@ def train(
             "(a run of no steps would export an untrained policy)"
         )
     resume = check_resume_path(cfg.resume) if cfg.resume else None  # before anything is read or fetched
+    if resume is not None:
+        verify_checkpoint(resume, required=cfg.resume_verify)  # its .sha256, before torch reads a byte
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.out_dir)
     model, pipeline, dm = build(cfg)  # fills derived keys (model.num_action_tokens) as the first run did
@@ -225,12 +355,16 @@ def train(
     ckpt = ModelCheckpoint(
         dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint_every, save_last=True, save_top_k=0
     )
-    strategy = fsdp2_strategy(tc.devices) if tc.strategy == "fsdp2" else tc.strategy
+    prec = trainer_precision(tc.precision)
+    fsdp2 = tc.strategy == "fsdp2"  # sharded checkpoints are folders of shards: no single-file checksum
+    plugins = [*prec.pop("plugins", []), *([] if fsdp2 else [ChecksumCheckpointIO()])]
+    strategy = fsdp2_strategy(tc.devices) if fsdp2 else tc.strategy
     trainer = L.Trainer(
         max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=strategy,
-        **trainer_precision(tc.precision), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
+        **prec, gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
         enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
         callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
+        plugins=plugins,
     )  # fmt: skip
     # weights_only=True: the checkpoint is unpickled only as tensors and plain containers
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
