@@ -23,12 +23,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit, machine_info
 
-from wall_core.backbones.wall_oss import REAL_AUTHOR_CONFIG
+from wall_core.convert.init import released_flat_config
 from wall_core.model import WallVLA
 from wall_core.model.presets import wall_oss_05_config
 from wall_core.training.memory import activation_bytes, activation_costs, peak_bytes, regimes, state_bytes
 
 GIB = 2**30
+AUTHOR = released_flat_config()  # the real 4.15 B geometry (flat author config)
 
 
 def _param_groups(model: WallVLA) -> dict[str, int]:
@@ -66,11 +67,11 @@ def main() -> None:
     for regime in regimes(a.lora_rank):
         key = (regime.weights, regime.lora, regime.frozen_vision)
         if key not in cache:
-            cache[key] = activation_costs(REAL_AUTHOR_CONFIG, regime, **shape)
+            cache[key] = activation_costs(AUTHOR, regime, isolate=True, **shape)
         st = state_bytes(model, regime)
         for batch in (1, 8):
             for ckpt in (False, True):
-                act = activation_bytes(REAL_AUTHOR_CONFIG, regime, cache[key], batch, ckpt, **shape)
+                act = activation_bytes(AUTHOR, regime, cache[key], batch, ckpt, **shape)
                 peak = peak_bytes(st, act)
                 res = {"regime": regime.name, "batch": batch, "checkpointing": ckpt, **st, "activations": act}
                 results.append({**res, "peak": peak})

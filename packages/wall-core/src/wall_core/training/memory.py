@@ -205,15 +205,27 @@ def _shallow_bytes(author: dict[str, Any], depth: tuple[int, int, int], regime: 
     return saved_bytes(lambda: obj(model, batch, generator=torch.Generator().manual_seed(0)).loss, model)
 
 
-def activation_costs(author: dict[str, Any], regime: Regime, **shape: int) -> dict[str, int]:
+def activation_costs(
+    author: dict[str, Any], regime: Regime, isolate: bool = False, **shape: int
+) -> dict[str, int]:
     """Per-row saved bytes at batch 1: ``base`` (embedding, heads, losses), ``layer`` (one backbone +
     expert layer pair), ``window`` / ``full`` (one windowed / full-attention vision block; 0 when the vision
-    tower is frozen). ``shape``: ``cameras``, ``image_size``, ``text_tokens``, ``action_tokens``."""
+    tower is frozen). ``shape``: ``cameras``, ``image_size``, ``text_tokens``, ``action_tokens``.
+    ``isolate``: measure each shallow model in its own fresh process (the real geometry's models hold
+    GBs each, which a long-lived process does not hand back)."""
     vision_trains = not (regime.frozen_vision or regime.lora)
-    a11 = _shallow_bytes(author, (1, 1, 1), regime, shape)
-    layer = _shallow_bytes(author, (2, 1, 1), regime, shape) - a11
-    window = _shallow_bytes(author, (1, 2, 1), regime, shape) - a11 if vision_trains else 0
-    full = _shallow_bytes(author, (1, 2, 2), regime, shape) - a11 if vision_trains else 0
+    depths = [(1, 1, 1), (2, 1, 1), *([(1, 2, 1), (1, 2, 2)] if vision_trains else [])]
+    if isolate:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=1) as pool:
+            got = [pool.submit(_shallow_bytes, author, d, regime, shape).result() for d in depths]
+    else:
+        got = [_shallow_bytes(author, d, regime, shape) for d in depths]
+    a11, layer = got[0], got[1] - got[0]
+    window, full = (got[2] - a11, got[3] - a11) if vision_trains else (0, 0)
     return {"base": a11 - layer - full, "layer": layer, "window": window, "full": full}
 
 
