@@ -111,61 +111,69 @@ def _per_chunk_us(seconds: float, n: int) -> float:
     return seconds / n * 1e6
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    n = 300 if args.quick else 1000
-    reps, ref_reps = (3, 1) if args.quick else (7, 3)
-    rng = np.random.default_rng(0)
-    train = np.clip(rng.normal(size=(2000, 50, 14)).cumsum(1) * 0.03, -1, 1)
-    test = np.clip(rng.normal(size=(n, 50, 14)).cumsum(1) * 0.03, -1, 1)
+def _chunks(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` smooth random-walk chunks [n, 50, 14] clipped to [-1, 1]."""
+    return np.clip(rng.normal(size=(n, 50, 14)).cumsum(1) * 0.03, -1, 1)
 
-    fast = wt.FASTTokenizer(scale=10, vocab_size=1024).fit(train)
+
+def _time_fast(fast: wt.FASTTokenizer, test: np.ndarray, reps: int, ref_reps: int) -> dict:
+    """Check batched FAST against the per-sample reference and time both (seconds per batch of ``test``)."""
     assert fast._batch is not None, "numpy BPE encoder not in use"
     ids = fast.encode(test)
     clipped_chunks = fast.last_stats.clipped_chunks
     dec_out = fast.decode(ids)
     ref_ids = reference_encode(fast, test)
     assert all(list(a) == b for a, b in zip(ids, ref_ids)), "batched and reference FAST disagree"
-    t_enc = timeit(lambda: fast.encode(test), repeat=reps)
-    t_dec = timeit(lambda: fast.decode(ids), repeat=reps)
-    t_ref_enc = timeit(lambda: reference_encode(fast, test), repeat=ref_reps, warmup=0)
-    t_ref_dec = timeit(lambda: reference_decode(fast, ref_ids, 50, 14), repeat=ref_reps, warmup=0)
+    t = {
+        "enc": timeit(lambda: fast.encode(test), repeat=reps),
+        "dec": timeit(lambda: fast.decode(ids), repeat=reps),
+        "ref_enc": timeit(lambda: reference_encode(fast, test), repeat=ref_reps, warmup=0),
+        "ref_dec": timeit(lambda: reference_decode(fast, ref_ids, 50, 14), repeat=ref_reps, warmup=0),
+    }
     fast.backend = "tokenizers"
-    t_tk_enc = timeit(lambda: fast.encode(test), repeat=reps)
+    t["tk_enc"] = timeit(lambda: fast.encode(test), repeat=reps)
     fast.backend = "auto"
+    return {
+        "t": t,
+        "ids": ids,
+        "ref_ids": ref_ids,
+        "clipped_chunks": clipped_chunks,
+        "budget": float(np.mean([len(i) for i in ids])),
+        "mae": float(np.abs(dec_out.actions - test).mean()),
+    }
 
+
+def _time_released(train: np.ndarray, test: np.ndarray, ref_reps: int) -> dict:
+    """The released-processor config: its encode/decode times, tokens per chunk and MAE on ``test``."""
     released = ReleasedStyleFAST(train)
     rel_ids = released.encode(test)
-    rel_err = float(np.abs(released.decode(rel_ids, 50, 14) - test).mean())
-    t_rel_enc = timeit(lambda: released.encode(test), repeat=ref_reps, warmup=0)
-    t_rel_dec = timeit(lambda: released.decode(rel_ids, 50, 14), repeat=ref_reps, warmup=0)
+    return {
+        "enc": timeit(lambda: released.encode(test), repeat=ref_reps, warmup=0),
+        "dec": timeit(lambda: released.decode(rel_ids, 50, 14), repeat=ref_reps, warmup=0),
+        "tokens": float(np.mean([len(i) for i in rel_ids])),
+        "mae": float(np.abs(released.decode(rel_ids, 50, 14) - test).mean()),
+    }
 
+
+def _batch1_latency(fast: wt.FASTTokenizer, test: np.ndarray, ids: list, ref_ids: list) -> dict:
+    """Median batch-1 encode/decode latency (us) of ours and of the reference style."""
     one = test[:1]
-    lat_enc = timeit(lambda: fast.encode(one), repeat=50)
-    lat_dec = timeit(lambda: fast.decode(ids[:1]), repeat=50)
-    lat_ref_enc = timeit(lambda: reference_encode(fast, one), repeat=50)
-    lat_ref_dec = timeit(lambda: reference_decode(fast, ref_ids[:1], 50, 14), repeat=50)
+    return {
+        "encode": timeit(lambda: fast.encode(one), repeat=50) * 1e6,
+        "decode": timeit(lambda: fast.decode(ids[:1]), repeat=50) * 1e6,
+        "reference_encode": timeit(lambda: reference_encode(fast, one), repeat=50) * 1e6,
+        "reference_decode": timeit(lambda: reference_decode(fast, ref_ids[:1], 50, 14), repeat=50) * 1e6,
+    }
 
-    budget = float(np.mean([len(i) for i in ids]))
-    mae = float(np.abs(dec_out.actions - test).mean())
-    rows = [
-        ["fast (wall, numpy)", n / t_enc, n / t_dec, budget, mae],
-        ["fast (wall, tokenizers encode_batch)", n / t_tk_enc, float("nan"), budget, mae],
-        ["fast reference style, same BPE", n / t_ref_enc, n / t_ref_dec, budget, mae],
-        [
-            "fast released-processor config",
-            n / t_rel_enc,
-            n / t_rel_dec,
-            float(np.mean([len(i) for i in rel_ids])),
-            rel_err,
-        ],
-    ]
+
+def _other_rows(train: np.ndarray, test: np.ndarray, budget: float, reps: int) -> list[list]:
+    """Table rows [name, enc chunks/s, dec chunks/s, tokens/chunk, MAE] for RVQ and bins at FAST's budget."""
+    n = len(test)
     levels = max(1, round(budget / 10))
     rvq = wt.RVQTokenizer(levels=levels, codebook_size=256, segments=10, iters=10).fit(train[:1000])
     stride = max(1, round(50 / max(1, budget / 14 - 1)))
     bins = wt.BinTokenizer(256, time_stride=stride).fit(train)
+    rows = []
     for name, tok in (("rvq", rvq), ("bins", bins)):
         tids = tok.encode(test)
         out = tok.decode(tids)
@@ -180,50 +188,83 @@ def main(argv: list[str] | None = None) -> dict:
                 float(np.abs(out.actions - test).mean()),
             ]
         )
+    return rows
 
-    sweep = budget_sweep(train, test, (10.0,) if args.quick else (4.0, 10.0, 25.0))
-    result = {
+
+def _result(n: int, t: dict, rel: dict, latency: dict, rows: list[list], extra: dict) -> dict:
+    """The JSON line: throughputs, speed-ups, latency, per-tokenizer budgets/MAE, plus ``extra`` keys."""
+    return {
         "chunks": n,
         "shape": [50, 14],
-        "fast_encode_chunks_per_s": n / t_enc,
-        "fast_decode_chunks_per_s": n / t_dec,
-        "fast_encode_us_per_chunk": _per_chunk_us(t_enc, n),
-        "fast_decode_us_per_chunk": _per_chunk_us(t_dec, n),
-        "reference_encode_chunks_per_s": n / t_ref_enc,
-        "reference_decode_chunks_per_s": n / t_ref_dec,
-        "encode_speedup_vs_reference": t_ref_enc / t_enc,
-        "decode_speedup_vs_reference": t_ref_dec / t_dec,
-        "encode_speedup_vs_released_config": t_rel_enc / t_enc,
-        "decode_speedup_vs_released_config": t_rel_dec / t_dec,
-        "encode_speedup_vs_tokenizers_encode_batch": t_tk_enc / t_enc,
-        "target_20x_met": bool(t_ref_enc / t_enc >= 20 and t_ref_dec / t_dec >= 20),
-        "batch1_latency_us": {
-            "encode": lat_enc * 1e6,
-            "decode": lat_dec * 1e6,
-            "reference_encode": lat_ref_enc * 1e6,
-            "reference_decode": lat_ref_dec * 1e6,
-        },
+        "fast_encode_chunks_per_s": n / t["enc"],
+        "fast_decode_chunks_per_s": n / t["dec"],
+        "fast_encode_us_per_chunk": _per_chunk_us(t["enc"], n),
+        "fast_decode_us_per_chunk": _per_chunk_us(t["dec"], n),
+        "reference_encode_chunks_per_s": n / t["ref_enc"],
+        "reference_decode_chunks_per_s": n / t["ref_dec"],
+        "encode_speedup_vs_reference": t["ref_enc"] / t["enc"],
+        "decode_speedup_vs_reference": t["ref_dec"] / t["dec"],
+        "encode_speedup_vs_released_config": rel["enc"] / t["enc"],
+        "decode_speedup_vs_released_config": rel["dec"] / t["dec"],
+        "encode_speedup_vs_tokenizers_encode_batch": t["tk_enc"] / t["enc"],
+        "target_20x_met": bool(t["ref_enc"] / t["enc"] >= 20 and t["ref_dec"] / t["dec"] >= 20),
+        "batch1_latency_us": latency,
         "tokens_per_chunk": {r[0]: r[3] for r in rows},
         "mae": {r[0]: r[4] for r in rows},
-        "clipped_chunks": clipped_chunks,
-        "budget_sweep": sweep,
+        **extra,
         "machine": machine_info(),
         "timestamp": time.time(),
     }
-    emit("tokenizer", result, rows, ["tokenizer", "enc chunks/s", "dec chunks/s", "tokens/chunk", "MAE"])
+
+
+def _print_summary(result: dict) -> None:
+    """Print the matched-budget sweep and the speed-up / latency line."""
     print("\nreconstruction at matched token budgets (FAST scale sets the budget):")
-    for row in sweep:
+    for row in result["budget_sweep"]:
         print(
             f"  scale {row['fast_scale']:>4}: {row['tokenizer']:<4} {row['tokens_per_chunk']:6.1f} tokens/chunk  "
             f"MAE {row['mae']:.4f}  max {row['max_err']:.3f}"
         )
+    lat = result["batch1_latency_us"]
     print(
         f"speed-up vs reference style (same BPE): encode {result['encode_speedup_vs_reference']:.1f}x, "
         f"decode {result['decode_speedup_vs_reference']:.1f}x; vs released-processor config: encode "
         f"{result['encode_speedup_vs_released_config']:.1f}x, decode "
-        f"{result['decode_speedup_vs_released_config']:.1f}x; batch-1 latency encode {lat_enc * 1e6:.0f} us "
-        f"(ref {lat_ref_enc * 1e6:.0f}), decode {lat_dec * 1e6:.0f} us (ref {lat_ref_dec * 1e6:.0f})"
+        f"{result['decode_speedup_vs_released_config']:.1f}x; batch-1 latency encode {lat['encode']:.0f} us "
+        f"(ref {lat['reference_encode']:.0f}), decode {lat['decode']:.0f} us (ref {lat['reference_decode']:.0f})"
     )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark (``--quick``: 300 chunks, fewer repeats, one sweep scale); emit and return the result."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    n = 300 if args.quick else 1000
+    reps, ref_reps = (3, 1) if args.quick else (7, 3)
+    rng = np.random.default_rng(0)
+    train = _chunks(rng, 2000)
+    test = _chunks(rng, n)
+
+    fast = wt.FASTTokenizer(scale=10, vocab_size=1024).fit(train)
+    ours = _time_fast(fast, test, reps, ref_reps)
+    t = ours["t"]
+    rel = _time_released(train, test, ref_reps)
+    latency = _batch1_latency(fast, test, ours["ids"], ours["ref_ids"])
+
+    budget, mae = ours["budget"], ours["mae"]
+    rows = [
+        ["fast (wall, numpy)", n / t["enc"], n / t["dec"], budget, mae],
+        ["fast (wall, tokenizers encode_batch)", n / t["tk_enc"], float("nan"), budget, mae],
+        ["fast reference style, same BPE", n / t["ref_enc"], n / t["ref_dec"], budget, mae],
+        ["fast released-processor config", n / rel["enc"], n / rel["dec"], rel["tokens"], rel["mae"]],
+        *_other_rows(train, test, budget, reps),
+    ]
+    sweep = budget_sweep(train, test, (10.0,) if args.quick else (4.0, 10.0, 25.0))
+    extra = {"clipped_chunks": ours["clipped_chunks"], "budget_sweep": sweep}
+    result = _result(n, t, rel, latency, rows, extra)
+    emit("tokenizer", result, rows, ["tokenizer", "enc chunks/s", "dec chunks/s", "tokens/chunk", "MAE"])
+    _print_summary(result)
     return result
 
 

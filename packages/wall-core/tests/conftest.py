@@ -1,3 +1,6 @@
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -57,3 +60,51 @@ def make():
 def make_once():
     """:func:`make_setup` for module-scoped fixtures."""
     return make_setup
+
+
+def _sine_action(ep: int, i: int, rng: np.random.Generator) -> np.ndarray:
+    """The default toy action [2]: a sine/cosine pair that shifts phase per episode."""
+    return np.array([np.sin(i / 3 + ep), np.cos(i / 3)])
+
+
+def write_toy_lerobot(
+    root: Path,
+    *,
+    image_size: int,
+    state_dim: int = 5,
+    episodes: int = 3,
+    frames: int = 20,
+    seed: int = 0,
+    action: Callable[[int, int, np.random.Generator], np.ndarray] = _sine_action,
+) -> Path:
+    """Write a toy LeRobot dataset at ``root`` and return its finalized root.
+
+    ``episodes`` x ``frames`` frames, task ``"move {ep}"``: ``observation.state`` [state_dim] ~ N(0, 1),
+    ``action`` [2] from ``action(ep, i, rng)``, one ``observation.images.cam`` camera of
+    [image_size, image_size, 3] uint8 noise. Per frame the rng is drawn state, action, image (in that order).
+    """
+    feats = {
+        "observation.state": {"dtype": "float32", "shape": [state_dim]},
+        "action": {"dtype": "float32", "shape": [2]},
+        "observation.images.cam": {"dtype": "image", "shape": [image_size, image_size, 3]},
+    }
+    w = wd.LeRobotWriter(root, fps=10, features=feats)
+    rng = np.random.default_rng(seed)
+    for ep in range(episodes):
+        for i in range(frames):
+            state = rng.normal(size=state_dim)
+            act = action(ep, i, rng)
+            img = rng.integers(0, 255, (image_size, image_size, 3), dtype=np.uint8)
+            w.add_frame({"observation.state": state, "action": act, "observation.images.cam": img})
+        w.save_episode(task=f"move {ep}")
+    return w.finalize()
+
+
+@pytest.fixture(scope="session")
+def toy_lerobot(tmp_path_factory):
+    """Factory ``toy_lerobot(name, image_size=..., **kw)``: :func:`write_toy_lerobot` under a fresh temp dir."""
+
+    def make(name: str = "toy", **kw) -> Path:
+        return write_toy_lerobot(tmp_path_factory.mktemp("data") / name, **kw)
+
+    return make

@@ -83,3 +83,20 @@ def test_sim_commands_without_the_extra_say_which_to_install(monkeypatch, caplog
     assert len(errors) == 1 and "\n" not in errors[0].getMessage()
     assert "pip install 'wall-core[sim]'" in errors[0].getMessage() and "wall-robots" not in caplog.text
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "random"])
+def test_serve_and_eval_with_a_damaged_policy_exit_2_without_traceback(tmp_path, caplog, make, damage):
+    from wall_core.policy import WallPolicy
+
+    model, pipe, _ = make()
+    folder = WallPolicy(model, pipe).save_pretrained(tmp_path / "p")
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(
+        {"truncated": data[: len(data) // 3], "empty": b"", "random": np.random.bytes(999)}[damage]
+    )
+    with caplog.at_level(logging.ERROR):
+        assert main(["serve", "--policy", str(folder), "--port", "0"]) == 2
+        assert main(["eval", "--policy", str(folder), "--out", str(tmp_path / "e")]) == 2
+    assert caplog.text.count("model.safetensors: sha256 differs") == 2 and "Traceback" not in caplog.text

@@ -11,13 +11,13 @@ from wall_core.demo_multi import MultiDemoConfig, NamedEnv, run_multi_demo, succ
 
 def test_success_table_means_over_seeds_per_robot_task():
     table = success_table({
-        "multi": {"metaworld: reach-v3": {"success": [0.5, 1.0]}, "aloha: transfer_cube": {"success": [0.25]}},
+        "multi": {"metaworld: reach-v3": {"success": [0.5, 1.0]}, "aloha: transfer_cube": {"success": [0.25], "refused": [2]}},
         "metaworld_only": {"metaworld: reach-v3": {"success": [1.0, 1.0]}},
     })  # fmt: skip
     lines = table.splitlines()
     assert lines[0] == "| robot task | multi | metaworld_only |"
     assert lines[2] == "| metaworld: reach-v3 | 75% ± 25 (2 seeds) | 100% ± 0 (2 seeds) |"
-    assert lines[3] == "| aloha: transfer_cube | 25% (1 seed) | — |"
+    assert lines[3] == "| aloha: transfer_cube | 25% (1 seed; 2 refused chunks) | — |"
 
 
 def test_named_env_adds_the_robot_and_drops_the_object_pose():

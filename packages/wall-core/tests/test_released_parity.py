@@ -67,12 +67,9 @@ def _close(name, got, want, atol, diffs):
     assert diff <= atol, f"{name}: max |diff| {diff:.3g} > {atol}"
 
 
-def test_released_parity_fp32(released):
-    model, pipe, inp, ref, record = released
-    sample = fixture_sample(inp, record)
-    batch = pipe([sample])
+def _check_processor(model, pipe, batch, inp, record):
+    """Processor side is exact: ids, m-RoPE positions, pixel patches, normalised actions, prompt text, slots."""
     p = record["sequence"]["prefix_length_P"]
-    # processor side: exact
     assert torch.equal(batch.input_ids, inp["input_ids"][:, :p]) and batch.valid.all()
     assert torch.equal(batch.position_ids, inp["position_ids"][:, :, :p])
     assert torch.equal(batch.pixel_values, inp["pixel_values"]) and torch.equal(
@@ -85,49 +82,72 @@ def test_released_parity_fp32(released):
     assert text == record["prompts"][0]["text_passed_to_tokenizer"]
     slots = flow_positions(batch.position_ids, batch.valid, batch.segment, model.config.action_horizon)
     assert torch.equal(slots, inp["position_ids"][:, :, p:])  # action slots: ordinary 1-D text positions
+
+
+def _check_prefix(model, batch, ref, diffs):
+    """Vision features, per-layer / final prefix hidden states and LM logits; returns the prefix cache."""
+    _close("vision_features", model.backbone.encode_pixels(batch.pixel_values, batch.image_grid_thw),
+           ref["vision_features"], ATOL, diffs)  # fmt: skip
+    layers: list[torch.Tensor] = []
+    cache = model.prefix_forward(batch, collect=layers)
+    _close("layer0_hidden_prefix", layers[0], ref["layer0_hidden_prefix"], ATOL, diffs)
+    _close(
+        "hidden_by_layer_last3_text",
+        torch.stack([h[:, -3:] for h in layers]),
+        ref["hidden_by_layer_last3_text"],
+        ATOL,
+        diffs,
+    )
+    _close("final_hidden_last3_text", cache.hidden[:, -3:], ref["final_hidden_last3_text"], ATOL, diffs)
+    _close(
+        "lm_logits_last3",
+        model.backbone.lm_head(cache.hidden[:, -3:]),
+        ref["lm_logits_last3"],
+        ATOL,
+        diffs,
+    )
+    return cache
+
+
+def _check_flow(model, batch, cache, inp, ref, diffs):
+    """Expert hidden states, velocity, x_pred, the full forward and the flow loss at the fixture's t / x_t."""
+    t, x_t = inp["t"], inp["x_t"]
+    expert: list[torch.Tensor] = []
+    hid = model.flow_hidden(x_t, t, cache, batch.dof_mask, collect=expert)
+    _close("hidden_by_layer_actions", torch.stack(expert), ref["hidden_by_layer_actions"], ATOL, diffs)
+    _close("final_hidden_actions", hid, ref["final_hidden_actions"], ATOL, diffs)
+    v = model.flow_forward(x_t, t, cache, batch.dof_mask)
+    _close("velocity", v, ref["velocity"], ATOL, diffs)
+    _close("x_pred", x_t + (1 - t[:, None, None]) * v, ref["x_pred"], ATOL, diffs)
+    out = model(batch, t=t, noise=inp["noise"], compute=("flow",))
+    assert torch.equal(out.x0, inp["noise"])
+    _close("forward_v_pred_vs_velocity", out.v_pred, ref["velocity"], ATOL, diffs)  # x_t from our actions
+    loss = model.flow.loss(out.v_pred, out.x0, out.x1, out.t, out.action_loss_mask)
+    rel = abs(float(loss) - float(ref["flow_loss"])) / abs(float(ref["flow_loss"]))
+    diffs["flow_loss_rel"] = rel
+    assert rel <= LOSS_RTOL, f"flow loss {float(loss)} vs {float(ref['flow_loss'])}"
+
+
+def _check_euler(model, pipe, batch, sample, inp, ref, diffs):
+    """Euler sampling from the fixture's noise: normalised and raw actions, cached equals uncached."""
+    chunk = model.predict_actions(batch, noise=inp["noise"])
+    _close("euler_actions_normalized", chunk, ref["euler_actions_normalized"], EULER_ATOL, diffs)
+    raw = pipe.postprocess(chunk, sample["dataset"])
+    _close("euler_actions_raw", raw, ref["euler_actions_raw"], EULER_ATOL, diffs)
+    recompute = model.predict_actions(batch, noise=inp["noise"], use_cache=False)
+    _close("euler_no_cache_vs_cache", recompute, chunk, 1e-5, diffs)
+
+
+def test_released_parity_fp32(released):
+    model, pipe, inp, ref, record = released
+    sample = fixture_sample(inp, record)
+    batch = pipe([sample])
+    _check_processor(model, pipe, batch, inp, record)
     diffs: dict[str, float] = {}
     with torch.no_grad():
-        _close("vision_features", model.backbone.encode_pixels(batch.pixel_values, batch.image_grid_thw),
-               ref["vision_features"], ATOL, diffs)  # fmt: skip
-        layers: list[torch.Tensor] = []
-        cache = model.prefix_forward(batch, collect=layers)
-        _close("layer0_hidden_prefix", layers[0], ref["layer0_hidden_prefix"], ATOL, diffs)
-        _close(
-            "hidden_by_layer_last3_text",
-            torch.stack([h[:, -3:] for h in layers]),
-            ref["hidden_by_layer_last3_text"],
-            ATOL,
-            diffs,
-        )
-        _close("final_hidden_last3_text", cache.hidden[:, -3:], ref["final_hidden_last3_text"], ATOL, diffs)
-        _close(
-            "lm_logits_last3",
-            model.backbone.lm_head(cache.hidden[:, -3:]),
-            ref["lm_logits_last3"],
-            ATOL,
-            diffs,
-        )
-        t, x_t = inp["t"], inp["x_t"]
-        expert: list[torch.Tensor] = []
-        hid = model.flow_hidden(x_t, t, cache, batch.dof_mask, collect=expert)
-        _close("hidden_by_layer_actions", torch.stack(expert), ref["hidden_by_layer_actions"], ATOL, diffs)
-        _close("final_hidden_actions", hid, ref["final_hidden_actions"], ATOL, diffs)
-        v = model.flow_forward(x_t, t, cache, batch.dof_mask)
-        _close("velocity", v, ref["velocity"], ATOL, diffs)
-        _close("x_pred", x_t + (1 - t[:, None, None]) * v, ref["x_pred"], ATOL, diffs)
-        out = model(batch, t=t, noise=inp["noise"], compute=("flow",))
-        assert torch.equal(out.x0, inp["noise"])
-        _close("forward_v_pred_vs_velocity", out.v_pred, ref["velocity"], ATOL, diffs)  # x_t from our actions
-        loss = model.flow.loss(out.v_pred, out.x0, out.x1, out.t, out.action_loss_mask)
-        rel = abs(float(loss) - float(ref["flow_loss"])) / abs(float(ref["flow_loss"]))
-        diffs["flow_loss_rel"] = rel
-        assert rel <= LOSS_RTOL, f"flow loss {float(loss)} vs {float(ref['flow_loss'])}"
-        chunk = model.predict_actions(batch, noise=inp["noise"])
-        _close("euler_actions_normalized", chunk, ref["euler_actions_normalized"], EULER_ATOL, diffs)
-        raw = pipe.postprocess(chunk, sample["dataset"])
-        _close("euler_actions_raw", raw, ref["euler_actions_raw"], EULER_ATOL, diffs)
-        recompute = model.predict_actions(batch, noise=inp["noise"], use_cache=False)
-        _close("euler_no_cache_vs_cache", recompute, chunk, 1e-5, diffs)
+        cache = _check_prefix(model, batch, ref, diffs)
+        _check_flow(model, batch, cache, inp, ref, diffs)
+        _check_euler(model, pipe, batch, sample, inp, ref, diffs)
     log.info("released parity max |diff|: %s", json.dumps({k: f"{v:.2e}" for k, v in diffs.items()}))
 
 

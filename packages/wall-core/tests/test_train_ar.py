@@ -11,23 +11,16 @@ from wall_core.processing import AR_KEY, DefaultPrompt, Normalize, NormalizeAR
 from wall_core.training import build, load_config
 
 
+def _noisy_action(ep, i, rng):
+    return np.array([np.sin(i / 3 + ep), 3 * np.cos(i / 4)]) + rng.normal(0, 0.05, 2)
+
+
 @pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "toy_ar"
-    feats = {
-        "observation.state": {"dtype": "float32", "shape": [3]},
-        "action": {"dtype": "float32", "shape": [2]},
-        "observation.images.cam": {"dtype": "image", "shape": [32, 32, 3]},
-    }
-    w = wd.LeRobotWriter(root, fps=10, features=feats)
-    rng = np.random.default_rng(1)
-    for ep in range(2):
-        for i in range(16):
-            w.add_frame({"observation.state": rng.normal(size=3),
-                         "action": np.array([np.sin(i / 3 + ep), 3 * np.cos(i / 4)]) + rng.normal(0, 0.05, 2),
-                         "observation.images.cam": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)})  # fmt: skip
-        w.save_episode(task=f"move {ep}")
-    return w.finalize()
+def toy_root(toy_lerobot):
+    """2 episodes x 16 frames: state [3], noisy action [2], one 32x32 camera."""
+    return toy_lerobot(
+        "toy_ar", image_size=32, state_dim=3, episodes=2, frames=16, seed=1, action=_noisy_action
+    )
 
 
 def _build(root, out, *extra):

@@ -11,26 +11,9 @@ from wall_core.training.optim import ChainedOptimizer, OptimConfig
 
 
 @pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "toy"
-    feats = {
-        "observation.state": {"dtype": "float32", "shape": [5]},
-        "action": {"dtype": "float32", "shape": [2]},
-        "observation.images.cam": {"dtype": "image", "shape": [64, 64, 3]},
-    }
-    w = wd.LeRobotWriter(root, fps=10, features=feats)
-    rng = np.random.default_rng(0)
-    for ep in range(3):
-        for i in range(20):
-            w.add_frame(
-                {
-                    "observation.state": rng.normal(size=5),
-                    "action": np.array([np.sin(i / 3 + ep), np.cos(i / 3)]),
-                    "observation.images.cam": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
-                }
-            )
-        w.save_episode(task=f"move {ep}")
-    return w.finalize()
+def toy_root(toy_lerobot):
+    """3 episodes x 20 frames: state [5], action [2], one 64x64 camera."""
+    return toy_lerobot(image_size=64)
 
 
 def _cfg(root, out, steps, optim="adamw", extra=()):

@@ -11,32 +11,15 @@ import torch
 import yaml
 from lightning.pytorch import Callback
 
-import wall_data as wd
 from wall_core.cli import main
 from wall_core.training import load_config, train
 from wall_core.training.guards import NonFiniteError
 
 
 @pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
+def toy_root(toy_lerobot):
     """3 episodes x 20 frames: state [5], action [2], one 32x32 camera."""
-    root = tmp_path_factory.mktemp("data") / "toy"
-    feats = {
-        "observation.state": {"dtype": "float32", "shape": [5]},
-        "action": {"dtype": "float32", "shape": [2]},
-        "observation.images.cam": {"dtype": "image", "shape": [32, 32, 3]},
-    }
-    w = wd.LeRobotWriter(root, fps=10, features=feats)
-    rng = np.random.default_rng(0)
-    for ep in range(3):
-        for i in range(20):
-            img = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-            act = np.array([np.sin(i / 3 + ep), np.cos(i / 3)])
-            w.add_frame(
-                {"observation.state": rng.normal(size=5), "action": act, "observation.images.cam": img}
-            )
-        w.save_episode(task=f"move {ep}")
-    return w.finalize()
+    return toy_lerobot(image_size=32)
 
 
 def _cfg(root, out, steps, extra=()):

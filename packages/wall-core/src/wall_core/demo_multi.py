@@ -161,8 +161,9 @@ def _evaluate(cfg: MultiDemoConfig, policy: Any, robot: str, data: Path, out: Pa
 
 
 def success_table(results: dict[str, dict[str, dict[str, list[float]]]]) -> str:
-    """``{model: {task: {"success": [per seed]}}}`` -> a markdown table, one row per robot task, one column
-    per model: mean success over seeds (± std when several) and the seed count."""
+    """``{model: {task: {"success": [per seed], "refused": [per seed]}}}`` -> a markdown table, one row per
+    robot task, one column per model: mean success over seeds (± std when several), the seed count and the
+    chunks the policy's action checks refused (each ends its episode as a failure)."""
     models = list(results)
     tasks = list(dict.fromkeys(t for m in models for t in results[m]))
     lines = ["| robot task | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
@@ -174,9 +175,10 @@ def success_table(results: dict[str, dict[str, dict[str, list[float]]]]) -> str:
                 cells.append("—")
                 continue
             spread = f" ± {100 * np.std(rates):.0f}" if len(rates) > 1 else ""
-            cells.append(
-                f"{100 * np.mean(rates):.0f}%{spread} ({len(rates)} seed{'s' if len(rates) > 1 else ''})"
-            )
+            refused = int(sum(results[m][task].get("refused", [])))
+            extra = f"; {refused} refused chunk{'s' if refused != 1 else ''}" if refused else ""
+            seeds = f"{len(rates)} seed{'s' if len(rates) > 1 else ''}"
+            cells.append(f"{100 * np.mean(rates):.0f}%{spread} ({seeds}{extra})")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

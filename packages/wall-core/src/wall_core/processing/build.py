@@ -48,6 +48,100 @@ def _embodiments(
     return out
 
 
+def _check_action_tokenizer(model: WallVLA, action_tokenizer: wall_tokenizer.ActionTokenizer | None) -> None:
+    """Raise if the action tokenizer has more ids than the model reserves (``num_action_tokens``)."""
+    cfg = model.config
+    if action_tokenizer is not None and action_tokenizer.vocab_size > cfg.num_action_tokens:
+        raise ValueError(f"the action tokenizer has {action_tokenizer.vocab_size} ids but the model reserves "
+                         f"num_action_tokens={cfg.num_action_tokens}; build the model with the tokenizer's size")  # fmt: skip
+
+
+def _check_relative(
+    relative: Mapping[str, wall_data.RelativeActions] | None, specs: Mapping[str, wall_data.EmbodimentSpec]
+) -> None:
+    """Raise if ``relative`` names datasets that are not robot datasets (keys of ``specs``)."""
+    unknown = sorted(set(relative or {}) - set(specs))
+    if unknown:
+        raise PipelineKeyError(
+            f"relative actions given for {unknown}, which are not robot datasets: {sorted(specs)}"
+        )
+
+
+def _ar_normalizer(
+    given: NormalizeAR | None,
+    action_tokenizer: wall_tokenizer.ActionTokenizer | None,
+    robot_stats: Mapping[str, Mapping[str, wall_data.FeatureStats]],
+    clamp: bool,
+) -> NormalizeAR | None:
+    """The AR normaliser: ``given``, else (with an action tokenizer) one from ``robot_stats``, else None.
+
+    Raises if it lacks a range for one of the robot datasets (keys of ``robot_stats``).
+    """
+    if given is None and action_tokenizer is not None:
+        given = NormalizeAR.from_stats(robot_stats, clamp=clamp)
+    if given is not None:
+        lacking = sorted(ds for ds in robot_stats if ds not in given.ranges)
+        if lacking:
+            raise PipelineKeyError(f"the AR normaliser has no range for dataset(s) {lacking}; it covers "
+                                   f"{sorted(given.ranges)}. Build it from every robot's stats")  # fmt: skip
+    return given
+
+
+def _default_prompt(
+    model: WallVLA,
+    action_tokenizer: wall_tokenizer.ActionTokenizer | None,
+    max_prompt_tokens: int,
+    max_answer_tokens: int,
+    on_long_answer: str,
+) -> DefaultPrompt:
+    """The :class:`DefaultPrompt` step for ``model`` (its image tokens per camera, host vocabulary, tokenizer)."""
+    cfg, bb = model.config, model.backbone
+    size = (cfg.image_size, cfg.image_size)
+    return DefaultPrompt(
+        bb.num_image_tokens(size), model.host_vocab_size, max_prompt_tokens, max_answer_tokens, on_long_answer,
+        text_tokenizer=bb.tokenizer, action_tokenizer=action_tokenizer,
+    )  # fmt: skip
+
+
+def _robot_input_steps(
+    model: WallVLA,
+    specs: Mapping[str, wall_data.EmbodimentSpec],
+    robot_stats: Mapping[str, Mapping[str, wall_data.FeatureStats]],
+    ar_normalizer: NormalizeAR | None,
+    relative: Mapping[str, wall_data.RelativeActions] | None,
+    norm_mode: str,
+    clamp: bool,
+) -> list:
+    """The input steps between KeyMapping and the prompt step: ObservationContract -> (ToRelativeActions) ->
+    ImageConversion -> (NormalizeAR) -> Normalize -> PadToEmbodiment."""
+    cfg = model.config
+    robots = {ds: {"state_dim": s.state_dim, "action_dim": s.action_dim} for ds, s in specs.items()}
+    return [
+        ObservationContract(cfg.cameras, cfg.action_horizon, robots),
+        *([ToRelativeActions(relative)] if relative else []),
+        ImageConversion(cfg.cameras, (cfg.image_size, cfg.image_size)),
+        *([ar_normalizer] if ar_normalizer is not None else []),
+        Normalize(robot_stats, mode=norm_mode, clamp=clamp),
+        PadToEmbodiment(cfg.state_dim, cfg.action_dim, cfg.action_horizon, specs),
+    ]
+
+
+def _output_steps(
+    model: WallVLA,
+    specs: Mapping[str, wall_data.EmbodimentSpec],
+    robot_stats: Mapping[str, Mapping[str, wall_data.FeatureStats]],
+    relative: Mapping[str, wall_data.RelativeActions] | None,
+    norm_mode: str,
+) -> list:
+    """The output steps: CropToEmbodiment -> Unnormalize -> (ToAbsoluteActions, with ``relative``)."""
+    cfg = model.config
+    return [
+        CropToEmbodiment(cfg.state_dim, cfg.action_dim, specs),
+        Unnormalize(robot_stats, mode=norm_mode),
+        *([ToAbsoluteActions(relative)] if relative else []),
+    ]
+
+
 def build_pipeline(
     model: WallVLA,
     *,
@@ -92,46 +186,19 @@ def build_pipeline(
     PadToEmbodiment -> (prompt step) -> Collate, and outputs CropToEmbodiment -> Unnormalize ->
     (ToAbsoluteActions).
     """
-    cfg, bb = model.config, model.backbone
-    if action_tokenizer is not None and action_tokenizer.vocab_size > cfg.num_action_tokens:
-        raise ValueError(f"the action tokenizer has {action_tokenizer.vocab_size} ids but the model reserves "
-                         f"num_action_tokens={cfg.num_action_tokens}; build the model with the tokenizer's size")  # fmt: skip
+    _check_action_tokenizer(model, action_tokenizer)
     specs = _embodiments(stats, embodiments)
-    unknown = sorted(set(relative or {}) - set(specs))
-    if unknown:
-        raise PipelineKeyError(
-            f"relative actions given for {unknown}, which are not robot datasets: {sorted(specs)}"
-        )
+    _check_relative(relative, specs)
     if default_dataset is None and len(specs) == 1:
         default_dataset = next(iter(specs))
-    size = (cfg.image_size, cfg.image_size)
-    robots = {ds: {"state_dim": s.state_dim, "action_dim": s.action_dim} for ds, s in specs.items()}
     robot_stats = {ds: stats[ds] for ds in specs}
-    if ar_normalizer is None and action_tokenizer is not None:
-        ar_normalizer = NormalizeAR.from_stats(robot_stats, clamp=clamp)
-    if ar_normalizer is not None:
-        lacking = sorted(ds for ds in specs if ds not in ar_normalizer.ranges)
-        if lacking:
-            raise PipelineKeyError(f"the AR normaliser has no range for dataset(s) {lacking}; it covers "
-                                   f"{sorted(ar_normalizer.ranges)}. Build it from every robot's stats")  # fmt: skip
-    tok = prompt or DefaultPrompt(
-        bb.num_image_tokens(size), model.host_vocab_size, max_prompt_tokens, max_answer_tokens, on_long_answer,
-        text_tokenizer=bb.tokenizer, action_tokenizer=action_tokenizer,
-    )  # fmt: skip
+    ar_normalizer = _ar_normalizer(ar_normalizer, action_tokenizer, robot_stats, clamp)
+    limits = (max_prompt_tokens, max_answer_tokens, on_long_answer)
+    tok = prompt or _default_prompt(model, action_tokenizer, *limits)  # built first: its errors come first
     inputs = [
-        KeyMapping.from_presets(key_maps, cfg.cameras, default_dataset),
-        ObservationContract(cfg.cameras, cfg.action_horizon, robots),
-        *([ToRelativeActions(relative)] if relative else []),
-        ImageConversion(cfg.cameras, size),
-        *([ar_normalizer] if ar_normalizer is not None else []),
-        Normalize(robot_stats, mode=norm_mode, clamp=clamp),
-        PadToEmbodiment(cfg.state_dim, cfg.action_dim, cfg.action_horizon, specs),
+        KeyMapping.from_presets(key_maps, model.config.cameras, default_dataset),
+        *_robot_input_steps(model, specs, robot_stats, ar_normalizer, relative, norm_mode, clamp),
         tok,
-        Collate(bb.token_id("<|pad|>")),
+        Collate(model.backbone.token_id("<|pad|>")),
     ]
-    outputs = [
-        CropToEmbodiment(cfg.state_dim, cfg.action_dim, specs),
-        Unnormalize(robot_stats, mode=norm_mode),
-        *([ToAbsoluteActions(relative)] if relative else []),
-    ]
-    return Pipeline(inputs, outputs)
+    return Pipeline(inputs, _output_steps(model, specs, robot_stats, relative, norm_mode))
