@@ -1,8 +1,8 @@
 """A tiny ``wall_core.training.train`` run for the data-parallel tests (run as a script, never collected).
 
 ``python dist_worker.py DATA OUT --devices N --batch-size B --steps S [--resume CKPT] [--save-at K]``:
-trains the tiny config below with Lightning (``strategy=ddp`` over gloo when ``--devices`` > 1; Lightning
-re-launches this script for the other ranks) and writes, on rank 0, ``OUT/policy/model.safetensors``,
+trains the tiny config below with Lightning (``--strategy`` ddp or fsdp2 over gloo when ``--devices`` > 1;
+Lightning re-launches this script for the other ranks) and writes, on rank 0, ``OUT/policy/model.safetensors``,
 ``OUT/history.json`` and, with ``--save-at K``, ``OUT/step{K}.ckpt`` saved after step K.
 
 The config is chosen so every rank's loss has the same denominator (data-parallel gradients are the mean
@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--resume", default=None)
     ap.add_argument("--save-at", type=int, default=0)
+    ap.add_argument("--strategy", default="ddp", help="ddp | fsdp2 (with --devices > 1)")
     a = ap.parse_args()
     ddp = a.devices > 1
     cfg = load_config(None, [
@@ -71,7 +72,7 @@ def main() -> None:
         f"data.batch_size={a.batch_size}", "model.action_horizon=4", "model.state_dim=8", "model.action_dim=4",
         "model.cameras=[observation.images.cam]", "model.flow_loss_reduction=all", "tokenizer.kind=bins",
         "trainer.enable_progress_bar=false", "model.backbone_overrides={num_layers: 2}", "trainer.flow_noise=sample",
-        "trainer.accelerator=cpu", f"trainer.devices={a.devices}", f"trainer.strategy={'ddp' if ddp else 'auto'}",
+        "trainer.accelerator=cpu", f"trainer.devices={a.devices}", f"trainer.strategy={a.strategy if ddp else 'auto'}",
         "checkpoint_every=1000", "resume_allow_changes=[trainer.devices,trainer.strategy,data.batch_size]",
     ])  # fmt: skip
     cfg.tokenizer.options = {"num_bins": 32}

@@ -170,6 +170,14 @@ class WallLightningModule(L.LightningModule):
         tmp.write_text(json.dumps(self.history))
         os.replace(tmp, self.history_path)
 
+    def configure_model(self) -> None:
+        """Under FSDP2 (``ModelParallelStrategy``, which sets ``device_mesh``): shard the model per layer
+        (:func:`~wall_core.training.fsdp.shard_model`); otherwise nothing."""
+        if self.device_mesh is not None:
+            from .fsdp import shard_model
+
+            shard_model(self.model, self.device_mesh["data_parallel"])
+
     def configure_optimizers(self) -> Any:
         opt, sched = build_optimizer(self.model, self.optim_cfg)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

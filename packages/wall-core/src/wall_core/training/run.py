@@ -23,6 +23,7 @@ from ..policy import WallPolicy
 from ..processing import NormalizeAR, Pipeline, build_pipeline, embodiment_from_stats
 from ..processing.relative import relative_dims, relative_stats
 from .checkpoint_io import ChecksumCheckpointIO, verify_checkpoint
+from .fsdp import fsdp2_strategy, full_state_dict
 from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
 from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
@@ -88,7 +89,7 @@ class ObjectiveConfig:
 class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = 1
-    strategy: str = "auto"  # e.g. ddp, fsdp
+    strategy: str = "auto"  # e.g. ddp; fsdp2 = per-layer FSDP2 + sharded checkpoints (training.fsdp)
     precision: str = "32-true"  # bf16-true keeps norms + action/state paths fp32 (training.precision)
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
@@ -355,9 +356,11 @@ def train(
         dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint_every, save_last=True, save_top_k=0
     )
     prec = trainer_precision(tc.precision)
-    plugins = [*prec.pop("plugins", []), ChecksumCheckpointIO()]  # every checkpoint gets its .sha256
+    fsdp2 = tc.strategy == "fsdp2"  # sharded checkpoints are folders of shards: no single-file checksum
+    plugins = [*prec.pop("plugins", []), *([] if fsdp2 else [ChecksumCheckpointIO()])]
+    strategy = fsdp2_strategy(tc.devices) if fsdp2 else tc.strategy
     trainer = L.Trainer(
-        max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
+        max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=strategy,
         **prec, gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
         enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
         callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
@@ -366,6 +369,11 @@ def train(
     # weights_only=True: the checkpoint is unpickled only as tensors and plain containers
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
     module.write_history()
+    if tc.strategy == "fsdp2":  # gather the shards (every rank joins) into an unsharded copy
+        full = full_state_dict(model)
+        model = WallVLA(cfg.model)
+        if trainer.is_global_zero:
+            model.load_state_dict(full)
     check_finite_weights(model.state_dict(), "the trained model")
     if guard.skipped:
         logger.warning("%d optimiser step(s) skipped for non-finite loss/gradients", guard.skipped)
