@@ -216,6 +216,22 @@ class ScriptedExpert:
         )
 
 
+def _demo_features(image_size: int | None) -> dict[str, dict[str, Any]]:
+    """LeRobot features of the demos: state [state_dim], action [4] (dx, dy, dz, gripper), and with an
+    ``image_size`` one video camera [image_size, image_size, 3]."""
+    feats: dict[str, dict[str, Any]] = {
+        STATE_KEY: {"dtype": "float32", "shape": [MetaWorldEnv.state_dim]},
+        "action": {
+            "dtype": "float32",
+            "shape": [MetaWorldEnv.action_dim],
+            "names": ["dx", "dy", "dz", "gripper"],
+        },
+    }
+    if image_size:
+        feats[IMAGE_KEY] = {"dtype": "video", "shape": [image_size, image_size, 3]}
+    return feats
+
+
 def generate_demos(
     tasks: list[str],
     episodes_per_task: int,
@@ -239,17 +255,7 @@ def generate_demos(
     """
     from wall_data import LeRobotWriter
 
-    feats: dict[str, dict[str, Any]] = {
-        STATE_KEY: {"dtype": "float32", "shape": [MetaWorldEnv.state_dim]},
-        "action": {
-            "dtype": "float32",
-            "shape": [MetaWorldEnv.action_dim],
-            "names": ["dx", "dy", "dz", "gripper"],
-        },
-    }
-    if image_size:
-        feats[IMAGE_KEY] = {"dtype": "video", "shape": [image_size, image_size, 3]}
-    writer = LeRobotWriter(root, fps=80, features=feats, robot_type="metaworld_sawyer")
+    writer = LeRobotWriter(root, fps=80, features=_demo_features(image_size), robot_type="metaworld_sawyer")
     record = LayoutRecord("metaworld", meta={"pool": "train", "layout_seed": layout_seed})
     summary: dict[str, Any] = {"tasks": {}, "episodes": 0, "frames": 0, "layouts": {}}
     bar = tqdm(total=len(tasks) * episodes_per_task, desc="expert demos", unit="ep", disable=None)
