@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import logging
 import re
 import threading
@@ -37,53 +36,18 @@ from websockets.typing import Origin
 from .contract import ObservationContract, contracts_of, map_keys, select_contract
 from .guard import ActionGuard
 from .robot import Policy
+from .serving_checks import check_bind as _check_bind
+from .serving_checks import check_limits as _check_limits
+from .serving_checks import error_text
 from .wire import packb, unpackb
 
 __all__ = ["PolicyClient", "PolicyServer", "RequestError", "packb", "unpackb"]
 logger = logging.getLogger(__name__)
 LOOPBACK_ORIGINS = (None, re.compile(r"(https?|wss?)://(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d{1,5})?"))
-_ABS_PATH = re.compile(r"(?<![\w./:~-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\'\"]+[/\\])+([^\s/\\'\"]+)")
 
 
 class RequestError(ValueError):
     """A request broke the server's protocol or limits (wrong frame type, too many keys, long prompt)."""
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def error_text(e: BaseException, limit: int = 2000) -> str:
-    """``Type: message`` on one line, absolute paths reduced to file names, at most ``limit`` characters."""
-    text = _ABS_PATH.sub(r"\1", f"{type(e).__name__}: {e}").replace("\n", " ")
-    return text[:limit]
-
-
-def _check_bind(host: str, port: Any, allow_public: bool, token: str | None) -> None:
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        raise ValueError(f"port must be an integer in 0..65535 (0 = any free port), got {port!r}")
-    if token is not None and not token:
-        raise ValueError("token must be a non-empty string (or None for no authentication)")
-    if not _is_loopback(host):
-        if not allow_public:
-            raise ValueError(
-                f"refusing to bind {host!r}: it is not a loopback address, so anyone on the network could "
-                "drive the robot. Pass allow_public=True (and a token) to serve beyond this machine"
-            )
-        logger.warning(
-            "policy server binds the PUBLIC address %s%s", host, "" if token else " WITHOUT a token"
-        )
-
-
-def _check_limits(**limits: Any) -> None:
-    for name, val in limits.items():
-        if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-            raise ValueError(f"{name} must be a positive integer, got {val!r}")
 
 
 def _origins(
