@@ -316,10 +316,8 @@ def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
     return model, pipeline, dm
 
 
-def train(
-    cfg: TrainConfig, callbacks: list[L.Callback] | None = None
-) -> tuple[WallPolicy, WallLightningModule]:
-    """Fit, then export ``out_dir/policy`` (safetensors + config + pipeline) and ``out_dir/history.json``."""
+def _checked_resume(cfg: TrainConfig) -> Path | None:
+    """Refuse a run of no steps; return the checked resume checkpoint (its .sha256 verified) or None."""
     if cfg.optim.max_steps <= 0 or (cfg.stop_after is not None and cfg.stop_after <= 0):
         raise ValueError(
             f"optim.max_steps={cfg.optim.max_steps} / stop_after={cfg.stop_after} must be positive "
@@ -328,6 +326,34 @@ def train(
     resume = check_resume_path(cfg.resume) if cfg.resume else None  # before anything is read or fetched
     if resume is not None:
         verify_checkpoint(resume, required=cfg.resume_verify)  # its .sha256, before torch reads a byte
+    return resume
+
+
+def _trainer(cfg: TrainConfig, out: Path, callbacks: list[L.Callback] | None) -> L.Trainer:
+    """The Lightning trainer of a run: checkpoints under ``out/checkpoints`` (checksummed unless fsdp2),
+    precision, strategy, gradient clipping, ``callbacks`` + checkpointing + progress logging."""
+    tc = cfg.trainer
+    ckpt = ModelCheckpoint(
+        dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint_every, save_last=True, save_top_k=0
+    )
+    prec = trainer_precision(tc.precision)
+    fsdp2 = tc.strategy == "fsdp2"  # sharded checkpoints are folders of shards: no single-file checksum
+    plugins = [*prec.pop("plugins", []), *([] if fsdp2 else [ChecksumCheckpointIO()])]
+    strategy = fsdp2_strategy(tc.devices) if fsdp2 else tc.strategy
+    return L.Trainer(
+        max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=strategy,
+        **prec, gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
+        enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
+        callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
+        plugins=plugins,
+    )  # fmt: skip
+
+
+def train(
+    cfg: TrainConfig, callbacks: list[L.Callback] | None = None
+) -> tuple[WallPolicy, WallLightningModule]:
+    """Fit, then export ``out_dir/policy`` (safetensors + config + pipeline) and ``out_dir/history.json``."""
+    resume = _checked_resume(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.out_dir)
     model, pipeline, dm = build(cfg)  # fills derived keys (model.num_action_tokens) as the first run did
@@ -352,20 +378,7 @@ def train(
         tc.flow_noise,
     )
     module.config_text = config_text(cfg)
-    ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint_every, save_last=True, save_top_k=0
-    )
-    prec = trainer_precision(tc.precision)
-    fsdp2 = tc.strategy == "fsdp2"  # sharded checkpoints are folders of shards: no single-file checksum
-    plugins = [*prec.pop("plugins", []), *([] if fsdp2 else [ChecksumCheckpointIO()])]
-    strategy = fsdp2_strategy(tc.devices) if fsdp2 else tc.strategy
-    trainer = L.Trainer(
-        max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=strategy,
-        **prec, gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
-        enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
-        callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
-        plugins=plugins,
-    )  # fmt: skip
+    trainer = _trainer(cfg, out, callbacks)
     # weights_only=True: the checkpoint is unpickled only as tensors and plain containers
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
     module.write_history()
