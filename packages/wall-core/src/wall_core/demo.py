@@ -45,7 +45,7 @@ class DemoConfig:
     lr: float = 1e-3
     action_horizon: int = 16
     execute_steps: int = 8
-    eval_episodes: int = 10
+    eval_episodes: int = 20  # held-out episodes per task (benchmarks/policy.py uses the same 20)
     vqa_per_task: int = 60
     seed: int = 0
     objective: dict[str, float] = field(
