@@ -25,6 +25,7 @@ from ..processing.relative import relative_dims, relative_stats
 from .checkpoint_io import ChecksumCheckpointIO, verify_checkpoint
 from .fsdp import fsdp2_strategy, full_state_dict
 from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
+from .lora import LoraSettings, apply_lora, merge_lora
 from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
 from .precision import trainer_precision
@@ -121,6 +122,9 @@ class TrainConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # LoRA (training.lora, extra wall-core[lora]): None = full fine-tuning; ``lora: {}`` = adapters on the
+    # backbone + expert projections, action/state paths trained, vision frozen; the export is the merged model
+    lora: LoraSettings | None = None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
@@ -352,11 +356,14 @@ def _trainer(cfg: TrainConfig, out: Path, callbacks: list[L.Callback] | None) ->
 def train(
     cfg: TrainConfig, callbacks: list[L.Callback] | None = None
 ) -> tuple[WallPolicy, WallLightningModule]:
-    """Fit, then export ``out_dir/policy`` (safetensors + config + pipeline) and ``out_dir/history.json``."""
+    """Fit, then export ``out_dir/policy`` (safetensors + config + pipeline) and ``out_dir/history.json``;
+    with ``cfg.lora`` the model is LoRA-adapted before the optimiser is built and merged before export."""
     resume = _checked_resume(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.out_dir)
     model, pipeline, dm = build(cfg)  # fills derived keys (model.num_action_tokens) as the first run did
+    if cfg.lora is not None:  # before the optimiser is built: it takes only the requires_grad parameters
+        apply_lora(model, cfg.lora)
     if resume is not None:
         changed = check_resume_config(resume, cfg, cfg.resume_allow_changes)
         if changed:
@@ -368,15 +375,8 @@ def train(
     tc = cfg.trainer
     guard = NonFiniteGuard(tc.on_nonfinite, tc.max_nonfinite_skips)
     module = WallLightningModule(
-        model,
-        objective,
-        cfg.optim,
-        cfg.seed,
-        guard,
-        out / "history.json",
-        tc.log_every_n_steps,
-        tc.flow_noise,
-    )
+        model, objective, cfg.optim, cfg.seed, guard, out / "history.json", tc.log_every_n_steps, tc.flow_noise
+    )  # fmt: skip
     module.config_text = config_text(cfg)
     trainer = _trainer(cfg, out, callbacks)
     # weights_only=True: the checkpoint is unpickled only as tensors and plain containers
@@ -385,8 +385,12 @@ def train(
     if tc.strategy == "fsdp2":  # gather the shards (every rank joins) into an unsharded copy
         full = full_state_dict(model)
         model = WallVLA(cfg.model)
+        if cfg.lora is not None:  # the gathered state still holds the adapters
+            apply_lora(model, cfg.lora)
         if trainer.is_global_zero:
             model.load_state_dict(full)
+    if cfg.lora is not None:  # export the plain merged model (W + scale B A): loading it needs no peft
+        merge_lora(model)
     check_finite_weights(model.state_dict(), "the trained model")
     if guard.skipped:
         logger.warning("%d optimiser step(s) skipped for non-finite loss/gradients", guard.skipped)
