@@ -11,7 +11,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 import wall_data
@@ -22,15 +21,14 @@ from ..objective import WallObjective
 from ..policy import WallPolicy
 from ..processing import NormalizeAR, Pipeline, build_pipeline, embodiment_from_stats
 from ..processing.relative import relative_dims, relative_stats
-from .checkpoint_io import ChecksumCheckpointIO, verify_checkpoint
-from .fsdp import fsdp2_strategy, full_state_dict
+from .checkpoint_io import verify_checkpoint
+from .fsdp import full_state_dict
 from .guards import NonFiniteGuard, check_finite_weights, check_resume_path
 from .lora import LoraSettings, apply_lora, merge_lora
 from .module import WallDataModule, WallLightningModule, dataset_names
 from .optim import OptimConfig
-from .precision import trainer_precision
-from .progress import ProgressLog
 from .resume import check_resume_config, config_text
+from .trainer import make_trainer
 
 __all__ = [
     "DataConfig",
@@ -333,26 +331,6 @@ def _checked_resume(cfg: TrainConfig) -> Path | None:
     return resume
 
 
-def _trainer(cfg: TrainConfig, out: Path, callbacks: list[L.Callback] | None) -> L.Trainer:
-    """The Lightning trainer of a run: checkpoints under ``out/checkpoints`` (checksummed unless fsdp2),
-    precision, strategy, gradient clipping, ``callbacks`` + checkpointing + progress logging."""
-    tc = cfg.trainer
-    ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint_every, save_last=True, save_top_k=0
-    )
-    prec = trainer_precision(tc.precision)
-    fsdp2 = tc.strategy == "fsdp2"  # sharded checkpoints are folders of shards: no single-file checksum
-    plugins = [*prec.pop("plugins", []), *([] if fsdp2 else [ChecksumCheckpointIO()])]
-    strategy = fsdp2_strategy(tc.devices) if fsdp2 else tc.strategy
-    return L.Trainer(
-        max_steps=cfg.stop_after or cfg.optim.max_steps, accelerator=tc.accelerator, devices=tc.devices, strategy=strategy,
-        **prec, gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=tc.log_every_n_steps,
-        enable_progress_bar=tc.enable_progress_bar, default_root_dir=str(out), logger=False,
-        callbacks=[*(callbacks or []), ckpt, ProgressLog(when="no-tty")], enable_model_summary=False, deterministic=False,
-        plugins=plugins,
-    )  # fmt: skip
-
-
 def train(
     cfg: TrainConfig, callbacks: list[L.Callback] | None = None
 ) -> tuple[WallPolicy, WallLightningModule]:
@@ -378,7 +356,7 @@ def train(
         model, objective, cfg.optim, cfg.seed, guard, out / "history.json", tc.log_every_n_steps, tc.flow_noise
     )  # fmt: skip
     module.config_text = config_text(cfg)
-    trainer = _trainer(cfg, out, callbacks)
+    trainer = make_trainer(cfg, out, callbacks)
     # weights_only=True: the checkpoint is unpickled only as tensors and plain containers
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
     module.write_history()
