@@ -22,6 +22,21 @@ class EmptyChunkError(UnsafeActionError):
     """The policy returned a chunk with no actions (``[0, A]`` or an empty list)."""
 
 
+def checked_chunk(out: Any, guard: ActionGuard | None) -> np.ndarray:
+    """``policy.infer``'s reply -> its ``actions`` as float64 [H, A], passed through ``guard`` when given
+    (which refuses non-finite or out-of-bounds chunks); without a guard only emptiness and rank are checked."""
+    if not isinstance(out, dict) or "actions" not in out:
+        raise ValueError(f"policy.infer must return a dict with 'actions' [H, A], got {type(out).__name__}")
+    if guard is not None:
+        return guard.check(out["actions"])
+    chunk = np.asarray(out["actions"], dtype=np.float64)
+    if chunk.size == 0:
+        raise EmptyChunkError(f"the policy returned an empty chunk of shape {list(chunk.shape)}")
+    if chunk.ndim != 2:
+        raise ValueError(f"policy returned actions of shape {chunk.shape}; expected [H, A]")
+    return chunk
+
+
 class ActionGuard:
     """Refuses bad action chunks, counting why.
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .guard import ActionGuard, EmptyChunkError
+from .guard import ActionGuard, checked_chunk
 from .robot import Policy
 
 __all__ = ["STRATEGIES", "AsyncChunker", "smoothness"]
@@ -125,16 +125,7 @@ class AsyncChunker:
             out = self.policy.infer(obs, prefix_actions=prefix, delay=self.delay)  # type: ignore[call-arg]
         else:
             out = self.policy.infer(obs)
-        if not isinstance(out, dict) or "actions" not in out:
-            raise ValueError(
-                f"policy.infer must return a dict with 'actions' [H, A], got {type(out).__name__}"
-            )
-        if self.guard is not None:
-            chunk = self.guard.check(out["actions"])
-        else:
-            chunk = np.asarray(out["actions"], dtype=np.float64)
-            if chunk.size == 0:
-                raise EmptyChunkError(f"the policy returned an empty chunk of shape {list(chunk.shape)}")
+        chunk = checked_chunk(out, self.guard)
         if chunk.ndim != 2 or len(chunk) < self.s + self.delay:
             raise ValueError(
                 f"chunk of shape {list(chunk.shape)}: need [H, A] with H >= execute_steps + delay = "

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .guard import ActionGuard, EmptyChunkError
+from .guard import ActionGuard, checked_chunk
 from .realtime import AsyncChunker, smoothness
 from .report import write_report
 from .robot import Policy, Robot, SafeRobot, SafetyLimits, UnsafeActionError
@@ -77,19 +77,7 @@ class ActionChunker:
         return self.mode == "ensemble" or not self._queue
 
     def _query(self, obs: dict[str, Any]) -> np.ndarray:
-        out = self.policy.infer(obs)
-        if not isinstance(out, dict) or "actions" not in out:
-            raise ValueError(
-                f"policy.infer must return a dict with 'actions' [H, A], got {type(out).__name__}"
-            )
-        if self.guard is not None:
-            chunk = self.guard.check(out["actions"])
-        else:
-            chunk = np.asarray(out["actions"], dtype=np.float64)
-            if chunk.size == 0:
-                raise EmptyChunkError(f"the policy returned an empty chunk of shape {list(chunk.shape)}")
-            if chunk.ndim != 2:
-                raise ValueError(f"policy returned actions of shape {chunk.shape}; expected [H, A]")
+        chunk = checked_chunk(self.policy.infer(obs), self.guard)
         self.predictions.append((self.t, chunk))
         return chunk
 
