@@ -159,11 +159,8 @@ def robots(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def core(session: nox.Session) -> None:
     """wall-core's tests (not slow) with the four packages it builds on and all its extras."""
-    # a wall-robots test that needs wall-core beside it (skipped in the robots-alone venv) runs here too
-    cross = (
-        _pkg("robots") + "/tests/test_robots_heldout.py::test_metaworld_then_lightning_import_does_not_crash"
-    )
-    _full_pytest(session, *NOT_SLOW, *_tests("core"), cross)
+    # the MuJoCo-before-triton import-order test lives in wall-core's tests (test_import_order.py)
+    _full_pytest(session, *NOT_SLOW, *_tests("core"))
 
 
 @nox.session(venv_backend="none", default=False)
