@@ -17,11 +17,15 @@ on 2 cores, RTC chunks cost ~3x a plain chunk):
     MUJOCO_GL=osmesa python benchmarks/rtc.py --seeds 0 1 2 --episodes 20 --results \
         --policy /work/bench/policy/flow-only/seed{0,1,2}/train/policy --out runs/bench_rtc
     MUJOCO_GL=osmesa python benchmarks/rtc.py --quick --policy DIR   # smoke: 2 tasks, 1 episode, 40 steps
+
+Finished (seed, strategy, d) cells are kept under ``OUT/cells`` and skipped on a rerun; ``--worker K --workers
+N`` splits the cells over N processes (run the same command once more afterwards to write the table).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
@@ -62,8 +66,9 @@ def chunk_ms(policy: Any, env_factory: Any, task: str, delay: int, repeat: int =
     return med(lambda: policy.infer(obs)), med(lambda: policy.infer(obs, prefix_actions=prefix, delay=delay))
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """The sweep; returns the JSON result (runs, summary, chunk latency)."""
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The sweep (this worker's share of the cells, skipping finished ones); returns the JSON result (runs,
+    summary, chunk latency) once every cell is done, else None."""
     import wall_robots
     from wall_core import WallPolicy
     from wall_robots.realtime_report import summarise_sweep
@@ -84,27 +89,61 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             task, image_size=args.image_size, max_steps=args.max_steps, layouts="heldout", exclude=data
         )
 
-    rows, t0 = [], time.perf_counter()
-    for i, seed in enumerate(args.seeds):
-        policy = WallPolicy.from_pretrained(policies[i % len(policies)], seed=seed, guidance_weight=args.beta)
-        for name in args.strategies:
-            for d in args.delays:
-                policy.generator.manual_seed(seed)  # same noise for every (strategy, d): rtc at d=0 == naive
-                report = wall_robots.evaluate(
-                    policy, args.tasks, args.episodes, env_factory, args.execute_steps, STRATEGIES[name],
-                    max_steps=args.max_steps, seed=1000 + seed, delay=d,
-                )  # fmt: skip
-                rows.append(wall_robots.sweep_row(report, name, d, seed))
-                r = rows[-1]
-                logging.info("seed %d %s d=%d: success %.0f%%, jerk %s, jump %s", seed, name, d,
-                             100 * r["success_rate"], r["mean_jerk"], r["mean_boundary_jump"])  # fmt: skip
-    eval_s = time.perf_counter() - t0
+    cells = [(s, n, d) for s in args.seeds for n in args.strategies for d in args.delays]
+    run_cells(args, cells, policies, env_factory)
+    missing = [c for c in cells if not cell_path(args.out, *c).exists()]
+    if missing:
+        logging.info("%d of %d cells still missing (other workers?); rerun the same command when all are done",
+                     len(missing), len(cells))  # fmt: skip
+        return None
+    rows = [json.loads(cell_path(args.out, *c).read_text()) for c in cells]
+    policy = WallPolicy.from_pretrained(policies[0], seed=0, guidance_weight=args.beta)
     plain_ms, rtc_ms = chunk_ms(policy, env_factory, args.tasks[0], max(args.delays))
     md = wall_robots.write_realtime_report(rows, args.out, title="Asynchronous execution (benchmarks/rtc.py)")
     logging.info("report: %s", md)
     return {"runs": rows, "summary": summarise_sweep(rows),
-            "chunk_ms": {"plain": plain_ms, "rtc": rtc_ms}, "eval_s": eval_s,
+            "chunk_ms": {"plain": plain_ms, "rtc": rtc_ms}, "eval_s": sum(r.get("eval_s", 0.0) for r in rows),
             "policies": [str(p) for p in policies]}  # fmt: skip
+
+
+def run_cells(
+    args: argparse.Namespace, cells: list[tuple[int, str, int]], policies: list[Path], env_factory: Any
+) -> None:
+    """Evaluate this worker's unfinished (seed, strategy, d) cells, writing each to :func:`cell_path`."""
+    import wall_robots
+    from wall_core import WallPolicy
+
+    mine = [c for i, c in enumerate(cells) if i % args.workers == args.worker]
+    loaded: dict[int, Any] = {}
+    for seed, name, d in mine:
+        path = cell_path(args.out, seed, name, d)
+        if path.exists():
+            continue  # resumed: this (seed, strategy, d) finished in an earlier run
+        i = args.seeds.index(seed)
+        if seed not in loaded:
+            loaded = {
+                seed: WallPolicy.from_pretrained(
+                    policies[i % len(policies)], seed=seed, guidance_weight=args.beta
+                )
+            }
+        policy = loaded[seed]
+        t_cell = time.perf_counter()
+        policy.generator.manual_seed(seed)  # same noise for every (strategy, d): rtc at d=0 == naive
+        report = wall_robots.evaluate(
+            policy, args.tasks, args.episodes, env_factory, args.execute_steps, STRATEGIES[name],
+            max_steps=args.max_steps, seed=1000 + seed, delay=d,
+        )  # fmt: skip
+        r = {**wall_robots.sweep_row(report, name, d, seed), "eval_s": time.perf_counter() - t_cell}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".tmp").write_text(json.dumps(r))
+        path.with_suffix(".tmp").replace(path)
+        logging.info("seed %d %s d=%d: success %.0f%%, jerk %s, jump %s", seed, name, d,
+                     100 * r["success_rate"], r["mean_jerk"], r["mean_boundary_jump"])  # fmt: skip
+
+
+def cell_path(out: str, seed: int, strategy: str, delay: int) -> Path:
+    """Where one finished (seed, strategy, d) run is kept, so an interrupted sweep resumes."""
+    return Path(out) / "cells" / f"seed{seed}_{strategy}_d{delay}.json"
 
 
 def table(result: dict[str, Any], tasks: list[str]) -> tuple[list[list[Any]], list[str]]:
@@ -144,16 +183,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default="runs/bench_rtc")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 tasks, 1 seed, 1 episode, 40 steps")
     p.add_argument("--results", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    p.add_argument(
+        "--worker", type=int, default=0, help="this process's share: cells i with i %% workers == worker"
+    )
+    p.add_argument("--workers", type=int, default=1, help="processes sharing the sweep (one per core)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.quick:
         args.tasks, args.seeds, args.episodes, args.max_steps = args.tasks[:2], args.seeds[:1], 1, 40
     result = run(args)
+    if result is None:
+        return {}
     rows, header = table(result, args.tasks)
     meta = {"machine": machine_info(), "quick": args.quick, "episodes_per_task": args.episodes,
             "execute_steps": args.execute_steps, "max_steps": args.max_steps, "beta": args.beta}  # fmt: skip
     emit("rtc", {**meta, **result}, rows, header)
-    print(f"chunk ms: plain {result['chunk_ms']['plain']:.0f}, rtc {result['chunk_ms']['rtc']:.0f}")
+    logging.info("chunk ms: plain %.0f, rtc %.0f", result["chunk_ms"]["plain"], result["chunk_ms"]["rtc"])
     if args.results:
         lines = ["", f"## Asynchronous execution (benchmarks/rtc.py, seeds {args.seeds}, {args.episodes} held-out "
                  f"episodes per task{', quick' if args.quick else ''})", "",
