@@ -22,7 +22,7 @@ from wall_core.processing import (
 H = 4
 
 
-def test_each_dataset_is_normalised_with_its_ownstats_box(stats_box):
+def test_each_dataset_is_normalised_with_its_own_stats(stats_box):
     stats = {
         "arm": {"action": stats_box([0.0, 0.0], [2.0, 4.0])},
         "cart": {"action": stats_box([-10.0, -10.0], [10.0, 10.0])},
