@@ -45,8 +45,8 @@ def _step(model: WallVLA, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor],
     """One forward + backward -> (loss, {param: grad}, forward calls of three watched layers)."""
     watched = {
         "decoder_mlp": model.backbone.layers[0].mlp,
-        "expert_mlp": model.expert.layers[-1].mlp,  # submodules: the layers checkpoint their forward,
-        "vision_mlp": _vision_block(model).mlp,  # so hooks on the layer itself run once
+        "expert_mlp": model.expert.layers[-1].mlp,
+        "vision_mlp": _vision_block(model).mlp,  # transformers checkpoints a block's forward, not its hooks
     }
     calls = dict.fromkeys(watched, 0)
     hooks = [  # pre-hooks: a recompute stops early once backward has what it needs, so count starts

@@ -326,8 +326,8 @@ class ActionExpert(nn.Module):
         for i, layer in enumerate(self.layers):
             kv = None if prefix_kv is None else prefix_kv[i]
             if recompute:
-                # the layer's forward, not __call__: module hooks (FSDP2's) run once, outside the recompute
-                h = checkpoint(layer.forward, h, kv, attn_mask, cond, rope, use_reentrant=False)
+                # the call (hooks included: FSDP2 unshards in forward and skips its hooks in the recompute)
+                h = checkpoint(layer, h, kv, attn_mask, cond, rope, use_reentrant=False)
             else:
                 h = layer(h, kv, attn_mask, cond, rope)
             if collect is not None:
