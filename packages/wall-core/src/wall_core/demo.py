@@ -21,7 +21,7 @@ import wall_robots
 from wall_robots.video import RolloutRecorder
 
 from .model import WallVLAConfig
-from .report import build_report
+from .report import build_report, final_loss_table
 from .training.optim import OptimConfig
 from .training.run import DataConfig, ObjectiveConfig, TokenizerConfig, TrainConfig, TrainerConfig, train
 
@@ -207,7 +207,7 @@ def _evaluate(cfg: DemoConfig, policy: Any, out: Path, demo_root: Path) -> tuple
 def _write_markdown(
     cfg: DemoConfig, out: Path, demos: dict[str, Any], result: dict[str, Any], table: str
 ) -> None:
-    """``out/report.md``: success table, loss curves, timings and gradient shares."""
+    """``out/report.md``: success table, loss curves, final losses per dataset, timings and gradient shares."""
     lines = [
         "# wall demo report",
         "",
@@ -220,6 +220,10 @@ def _write_markdown(
         table,
         "",
         "![loss curves](loss_curves.png)  ![success](eval/success.png)",
+        "",
+        "## Final training losses, per dataset and term",
+        "",
+        final_loss_table({"policy": [result["final_losses"]]}),
         "",
         "## Timings (s)",
         "",
