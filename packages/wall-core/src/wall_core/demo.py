@@ -198,9 +198,11 @@ def _evaluate(cfg: DemoConfig, policy: Any, out: Path, demo_root: Path) -> tuple
         policy, cfg.tasks, cfg.eval_episodes, env_factory, cfg.execute_steps, max_steps=cfg.max_steps,
         seed=1000 + cfg.seed, recorder=recorder,
     )  # fmt: skip
+    counts = getattr(policy, "discrete_counts", None) if cfg.policy_mode == "discrete" else None
     wall_robots.write_report(
-        report, out / "eval", title=f"Closed-loop evaluation ({cfg.policy_mode} actions)"
-    )
+        report, out / "eval", title=f"Closed-loop evaluation ({cfg.policy_mode} actions)",
+        extra={"discrete_counts": dict(counts)} if counts is not None else None,
+    )  # fmt: skip
     return report, recorder.seconds_per_episode if recorder is not None else 0.0
 
 
