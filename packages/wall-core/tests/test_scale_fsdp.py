@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wall_core.training import TrainConfig, load_config
+from wall_core.training import TrainConfig, load_config, train
 from wall_core.training.checkpoint_io import verify_checkpoint
 from wall_core.training.fsdp import precision_policies
 from wall_core.training.guards import check_resume_path
@@ -42,6 +42,13 @@ def test_a_sharded_folder_resumes_with_its_config_checked(tmp_path):
     with pytest.raises(ValueError, match="sharded .* no .sha256; set resume_verify=false"):
         verify_checkpoint(folder, required=True)
     verify_checkpoint(folder, required=False)  # a warning only
+    single = load_config(
+        None, [f"resume={folder}", "resume_verify=false"]
+    )  # strategy auto: cannot load shards
+    with pytest.raises(
+        ValueError, match="sharded .fsdp2. checkpoint folder: resume it with trainer.strategy=fsdp2"
+    ):
+        train(single)
     assert check_resume_config(folder, cfg) == []
     changed = load_config(None, ["trainer.strategy=fsdp2", "trainer.devices=2", "optim.lr=0.5"])
     with pytest.raises(ValueError, match="optim.lr"):

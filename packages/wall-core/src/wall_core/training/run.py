@@ -341,6 +341,11 @@ def _checked_resume(cfg: TrainConfig) -> Path | None:
             "(a run of no steps would export an untrained policy)"
         )
     resume = check_resume_path(cfg.resume) if cfg.resume else None  # before anything is read or fetched
+    if resume is not None and resume.is_dir() and cfg.trainer.strategy != "fsdp2":
+        raise ValueError(
+            f"resume={resume} is a sharded (fsdp2) checkpoint folder: resume it with trainer.strategy=fsdp2, or "
+            "write one model.safetensors from it with wall_core.training.fsdp.consolidate_checkpoint"
+        )
     if resume is not None:
         verify_checkpoint(resume, required=cfg.resume_verify)  # its .sha256, before torch reads a byte
     return resume
