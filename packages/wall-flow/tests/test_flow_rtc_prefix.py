@@ -47,7 +47,9 @@ def test_prefix_sample_keeps_prefix_and_times() -> None:
     assert [round(float(s[0, 3]), 6) for s in seen] == pytest.approx([0.0, 0.24975, 0.4995, 0.74925])
     plain = sample(lambda y, t: -y * t[:, None, None], x0, num_steps=4, t1=0.999)
     seen.clear()
-    assert torch.allclose(prefix_sample(velocity, x0, prefix, delay=0, num_steps=4, t1=0.999), plain, atol=1e-7)
+    assert torch.allclose(
+        prefix_sample(velocity, x0, prefix, delay=0, num_steps=4, t1=0.999), plain, atol=1e-7
+    )
 
 
 def test_training_time_rtc_learns_to_continue_the_prefix() -> None:
