@@ -46,6 +46,37 @@ def make_setup(backbone="small", seed=0, **overrides):
     return model, proc, samples
 
 
+def box_stats(q01, q99) -> wd.FeatureStats:
+    """Toy per-feature stats [D] with quantile range [q01, q99] (also min/max), mean the midpoint, std 1."""
+    q01, q99 = np.asarray(q01, float), np.asarray(q99, float)
+    return wd.FeatureStats(
+        mean=(q01 + q99) / 2, std=np.ones_like(q01), min=q01, max=q99, q01=q01, q99=q99, count=10
+    )
+
+
+@pytest.fixture(scope="session")
+def stats_box():
+    """:func:`box_stats`: ``stats_box(q01, q99)`` -> :class:`wall_data.FeatureStats` (usable from any scope)."""
+    return box_stats
+
+
+def aloha_metaworld_model(action_horizon: int) -> tuple[WallVLA, dict[str, wd.EmbodimentSpec]]:
+    """A seed-0 one-layer model in the canonical 64-D state / 26-D action layout and the ``aloha`` (14 joints)
+    and ``metaworld`` (4-D) embodiment specs of that layout."""
+    torch.manual_seed(0)
+    cfg = WallVLAConfig(
+        action_horizon=action_horizon, state_dim=64, action_dim=26, backbone_overrides={"num_layers": 1}
+    )
+    reg = wd.canonical_registry(64, 26, robots=["aloha_bimanual", "metaworld_sawyer"])
+    return WallVLA(cfg), {"aloha": reg.get("aloha_bimanual"), "metaworld": reg.get("metaworld_sawyer")}
+
+
+@pytest.fixture(scope="session")
+def two_robot_model():
+    """:func:`aloha_metaworld_model`: ``two_robot_model(action_horizon)`` -> (model, specs)."""
+    return aloha_metaworld_model
+
+
 @pytest.fixture
 def setup():
     return make_setup()

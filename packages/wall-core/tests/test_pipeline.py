@@ -16,21 +16,17 @@ from wall_core.processing import Pipeline, PipelineLoadError, build_pipeline
 H = 4
 
 
-def _stats(q01, q99):
-    q01, q99 = np.asarray(q01, float), np.asarray(q99, float)
-    return wd.FeatureStats(
-        mean=(q01 + q99) / 2, std=np.ones_like(q01), min=q01, max=q99, q01=q01, q99=q99, count=10
-    )
-
-
 @pytest.fixture(scope="module")
-def two_robots():
+def two_robots(stats_box):
     torch.manual_seed(0)
     cfg = WallVLAConfig(action_horizon=H, state_dim=8, action_dim=6, backbone_overrides={"num_layers": 1})
     model = WallVLA(cfg)
     stats = {
-        "arm": {"observation.state": _stats([0, 0, 0], [2, 2, 2]), "action": _stats([0, 0], [2, 4])},
-        "cart": {"observation.state": _stats([-10] * 5, [10] * 5), "action": _stats([-1, -1, -1], [1, 1, 1])},
+        "arm": {"observation.state": stats_box([0, 0, 0], [2, 2, 2]), "action": stats_box([0, 0], [2, 4])},
+        "cart": {
+            "observation.state": stats_box([-10] * 5, [10] * 5),
+            "action": stats_box([-1, -1, -1], [1, 1, 1]),
+        },
     }
     specs = {"cart": wd.EmbodimentSpec("cart", tuple("abcde"), ("x", "y", "z"), action_slots=(5, 0, 1))}
     return model, build_pipeline(model, stats=stats, embodiments=specs)

@@ -6,29 +6,23 @@ import pytest
 import torch
 
 import wall_data as wd
-from wall_core.model import WallVLA, WallVLAConfig
 from wall_core.processing import Pipeline, ToAbsoluteActions, build_pipeline, relative_dims, relative_stats
 
 H = 4
 
 
-def _stats(q01, q99):
-    q01, q99 = np.asarray(q01, float), np.asarray(q99, float)
-    return wd.FeatureStats(
-        mean=(q01 + q99) / 2, std=np.ones_like(q01), min=q01, max=q99, q01=q01, q99=q99, count=10
-    )
-
-
 @pytest.fixture(scope="module")
-def multi():
-    torch.manual_seed(0)
-    cfg = WallVLAConfig(action_horizon=H, state_dim=64, action_dim=26, backbone_overrides={"num_layers": 1})
-    model = WallVLA(cfg)
-    reg = wd.canonical_registry(64, 26, robots=["aloha_bimanual", "metaworld_sawyer"])
-    specs = {"aloha": reg.get("aloha_bimanual"), "metaworld": reg.get("metaworld_sawyer")}
+def multi(stats_box, two_robot_model):
+    model, specs = two_robot_model(H)
     stats = {
-        "aloha": {"observation.state": _stats([-2] * 14, [2] * 14), "action": _stats([-4] * 14, [4] * 14)},
-        "metaworld": {"observation.state": _stats([0] * 39, [1] * 39), "action": _stats([-1] * 4, [1] * 4)},
+        "aloha": {
+            "observation.state": stats_box([-2] * 14, [2] * 14),
+            "action": stats_box([-4] * 14, [4] * 14),
+        },
+        "metaworld": {
+            "observation.state": stats_box([0] * 39, [1] * 39),
+            "action": stats_box([-1] * 4, [1] * 4),
+        },
     }
     rel = {"aloha": relative_dims(specs["aloha"], True)}
     return build_pipeline(model, stats=stats, embodiments=specs, relative=rel), rel["aloha"]

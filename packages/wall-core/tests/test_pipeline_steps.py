@@ -22,17 +22,10 @@ from wall_core.processing import (
 H = 4
 
 
-def _stats(q01, q99):
-    q01, q99 = np.asarray(q01, float), np.asarray(q99, float)
-    return wd.FeatureStats(
-        mean=(q01 + q99) / 2, std=np.ones_like(q01), min=q01, max=q99, q01=q01, q99=q99, count=10
-    )
-
-
-def test_each_dataset_is_normalised_with_its_own_stats():
+def test_each_dataset_is_normalised_with_its_own_stats(stats_box):
     stats = {
-        "arm": {"action": _stats([0.0, 0.0], [2.0, 4.0])},
-        "cart": {"action": _stats([-10.0, -10.0], [10.0, 10.0])},
+        "arm": {"action": stats_box([0.0, 0.0], [2.0, 4.0])},
+        "cart": {"action": stats_box([-10.0, -10.0], [10.0, 10.0])},
     }
     norm = Normalize(stats, keys=["action"])
     x = torch.tensor([[1.0, 1.0]])
@@ -45,8 +38,8 @@ def test_each_dataset_is_normalised_with_its_own_stats():
     torch.testing.assert_close(un(torch.tensor([[[0.1, 0.1]]]), "cart"), torch.tensor([[[1.0, 1.0]]]))
 
 
-def test_quantile_rule_zero_range_and_clamp():
-    st = {"d": {"observation.state": _stats([0.0, 3.0], [2.0, 3.0])}}  # dim 1 constant: range -> 1
+def test_quantile_rule_zero_range_and_clamp(stats_box):
+    st = {"d": {"observation.state": stats_box([0.0, 3.0], [2.0, 3.0])}}  # dim 1 constant: range -> 1
     x = torch.tensor([1.5, 3.25])
     torch.testing.assert_close(Normalize(st)({"dataset": "d", "observation.state": x})["observation.state"],
                                torch.tensor([0.5, -0.5]))  # fmt: skip
@@ -57,7 +50,7 @@ def test_quantile_rule_zero_range_and_clamp():
     ]
     raw = Normalize(st, clamp=False)({"dataset": "d", "observation.state": far})["observation.state"]
     torch.testing.assert_close(raw, torch.tensor([4.0, 11.0]))
-    un = Unnormalize({"d": {"action": _stats([0.0], [2.0])}})  # the output side never clamps
+    un = Unnormalize({"d": {"action": stats_box([0.0], [2.0])}})  # the output side never clamps
     torch.testing.assert_close(un(torch.tensor([[[1.5]]]), "d"), torch.tensor([[[2.5]]]))
 
 

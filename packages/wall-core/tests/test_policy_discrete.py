@@ -1,10 +1,14 @@
 """Discrete decoding in WallPolicy: an invalid greedy decode is retried by sampling, and a chunk that stays
 invalid is never returned as actions (flow fallback, or refused)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from wall_core.cli import build_parser, main
+from wall_core.model import WallVLA
 from wall_core.policy import WallPolicy
 from wall_core.processing import DefaultPrompt
 from wall_robots.robot import UnsafeActionError
@@ -67,3 +71,36 @@ def test_bad_discrete_options_are_refused(setup):
         WallPolicy(model, pipe, mode="discrete", on_invalid="hold")
     with pytest.raises(ValueError, match="retry_temperature"):
         WallPolicy(model, pipe, mode="discrete", retry_temperature=0)
+
+
+def test_wall_eval_takes_the_discrete_options_and_reports_the_counts(setup, tmp_path, monkeypatch):
+    pytest.importorskip("metaworld")
+    a = build_parser().parse_args(["eval", "--policy", "p"])
+    assert (a.discrete_retries, a.retry_temperature, a.on_invalid) == (3, 0.7, "flow")
+    model, pipe, _ = setup
+    folder = WallPolicy(model, pipe).save_pretrained(tmp_path / "p")
+    bad = [model.config.num_action_tokens - 1] * 3  # undecodable, greedy or sampled
+    temps = []
+
+    def always_invalid(self, batch, max_new_tokens=64, temperature=0.0, **_):
+        temps.append(temperature)
+        return [bad for _ in range(batch.batch_size)]
+
+    monkeypatch.setattr(WallVLA, "generate_action_tokens", always_invalid)
+    out = tmp_path / "eval"
+    args = ["eval", "--policy", str(folder), "--mode", "discrete", "--episodes", "1", "--max-steps", "8",
+            "--discrete-retries", "2", "--retry-temperature", "0.5", "--on-invalid", "refuse", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert temps == [0.0, 0.5, 0.5]  # greedy, then the two sampled retries at the given temperature
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["discrete_counts"] == {
+        "invalid": 1,
+        "retried_valid": 0,
+        "flow_fallback": 0,
+        "refused": 1,
+        "held": 0,
+    }
+    assert (
+        ev["per_task"]["reach-v3"]["refused_chunks"] == 1
+    )  # the refused chunk ended the episode, unexecuted
+    assert ev["episodes"][0]["steps"] == 0 and "discrete_counts" in (out / "eval.md").read_text()

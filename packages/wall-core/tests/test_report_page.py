@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from wall_core.cli import main
-from wall_core.report import build_report, build_viewer, wilson_interval
+from wall_core.demo import DemoConfig, _write_markdown
+from wall_core.report import build_report, build_viewer, final_loss_table, wilson_interval
 
 _spec = importlib.util.spec_from_file_location(
     "report_fixtures", Path(__file__).with_name("report_fixtures.py")
@@ -85,3 +86,50 @@ def test_per_dataset_loss_keys_in_both_orders():
     assert _split_key("metaworld/flow", terms) == ("metaworld", "flow")
     assert _split_key("flow/metaworld", terms) == ("metaworld", "flow")
     assert _split_key("vqa/text_ce", terms) == ("vqa", "text_ce")
+
+
+def test_final_loss_table_per_dataset_means_over_seeds():
+    seeds = [
+        {
+            "step": 9,
+            "lr": 1e-3,
+            "loss": 1.0,
+            "flow": 0.5,
+            "text_ce": 2.0,
+            "aloha/flow": 0.25,
+            "vqa/text_ce": 2.0,
+        },
+        {
+            "step": 9,
+            "lr": 1e-3,
+            "loss": 3.0,
+            "flow": 0.7,
+            "text_ce": 4.0,
+            "aloha/flow": 0.75,
+            "vqa/text_ce": 4.0,
+        },
+    ]
+    lines = final_loss_table(
+        {"multi": seeds, "aloha_only": [{"loss": 0.5, "aloha/flow": 0.125}]}
+    ).splitlines()
+    assert lines[0] == "| dataset | loss | text_ce | flow |"
+    assert lines[2] == "| multi: all | 2.0000 ± 1.0000 | 3.0000 ± 1.0000 | 0.6000 ± 0.1000 |"
+    assert lines[3] == "| multi: aloha | — | — | 0.5000 ± 0.2500 |"
+    assert lines[4] == "| multi: vqa | — | 3.0000 ± 1.0000 | — |"
+    assert lines[5:] == ["| aloha_only: all | 0.5000 | — | — |", "| aloha_only: aloha | — | — | 0.1250 |"]
+    one = final_loss_table({"policy": seeds[:1]}).splitlines()
+    assert one[2:4] == ["| all | 1.0000 | 2.0000 | 0.5000 |", "| aloha | — | — | 0.2500 |"]
+
+
+def test_demo_report_lists_the_final_losses_per_dataset(tmp_path):
+    result = {"timings_s": {"train_s": 12.0}, "gradient_shares": {},
+              "final_losses": {"step": 4, "loss": 0.8, "flow": 0.3, "metaworld/flow": 0.3, "vqa/text_ce": 1.5}}  # fmt: skip
+    _write_markdown(DemoConfig(), tmp_path, {"episodes": 2, "frames": 40}, result, "| task |")
+    md = (tmp_path / "report.md").read_text()
+    table = md.split("## Final training losses, per dataset and term\n\n")[1].split("\n\n")[0].splitlines()
+    assert table[0] == "| dataset | loss | text_ce | flow |"
+    assert table[2:] == [
+        "| all | 0.8000 | — | 0.3000 |",
+        "| metaworld | — | — | 0.3000 |",
+        "| vqa | — | 1.5000 | — |",
+    ]

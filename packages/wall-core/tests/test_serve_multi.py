@@ -3,32 +3,27 @@ observation gets its own chunk width, an unknown or missing robot name is a clea
 
 import numpy as np
 import pytest
-import torch
 
-import wall_data as wd
 import wall_robots as wr
-from wall_core.model import WallVLA, WallVLAConfig
 from wall_core.policy import WallPolicy
 from wall_core.processing import build_pipeline, relative_dims
 
 H = 4
 
 
-def _stats(n, lo, hi):
-    q01, q99 = np.full(n, lo, float), np.full(n, hi, float)
-    return wd.FeatureStats(mean=(q01 + q99) / 2, std=np.ones(n), min=q01.copy(), max=q99.copy(), q01=q01,
-                           q99=q99, count=10)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def policy():
-    torch.manual_seed(0)
-    cfg = WallVLAConfig(action_horizon=H, state_dim=64, action_dim=26, backbone_overrides={"num_layers": 1})
-    model = WallVLA(cfg)
-    reg = wd.canonical_registry(64, 26, robots=["aloha_bimanual", "metaworld_sawyer"])
-    specs = {"aloha": reg.get("aloha_bimanual"), "metaworld": reg.get("metaworld_sawyer")}
-    stats = {"aloha": {"observation.state": _stats(14, -2, 2), "action": _stats(14, -1, 1)},
-             "metaworld": {"observation.state": _stats(39, 0, 1), "action": _stats(4, -1, 1)}}  # fmt: skip
+def policy(stats_box, two_robot_model):
+    model, specs = two_robot_model(H)
+    stats = {
+        "aloha": {
+            "observation.state": stats_box([-2] * 14, [2] * 14),
+            "action": stats_box([-1] * 14, [1] * 14),
+        },
+        "metaworld": {
+            "observation.state": stats_box([0] * 39, [1] * 39),
+            "action": stats_box([-1] * 4, [1] * 4),
+        },
+    }
     rel = {"aloha": relative_dims(specs["aloha"], True)}
     return WallPolicy(model, build_pipeline(model, stats=stats, embodiments=specs, relative=rel))
 

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 import wall_data as wd
+from wall_core.model import SEG
 from wall_core.policy import WallPolicy
-from wall_core.training import build_optimizer, load_config, muon_param_names, train
+from wall_core.processing import DefaultPrompt
+from wall_core.training import build, build_optimizer, load_config, muon_param_names, train
 from wall_core.training.optim import ChainedOptimizer, OptimConfig
 
 
@@ -90,6 +92,25 @@ def test_config_overrides_and_unknown_keys():
     assert cfg.optim.lr == 0.01 and cfg.model.action_horizon == 32 and cfg.objective.bridge == "insulated"
     with pytest.raises(Exception, match="nope"):
         load_config(None, ["optim.nope=1"])
+
+
+def test_text_limits_come_from_the_config(toy_root, tmp_path):
+    limits = ["tokenizer.kind=none", "data.max_prompt_tokens=3", "data.max_answer_tokens=2"]
+    _, pipe, _ = build(_cfg(toy_root, tmp_path / "a", 1, extra=[*limits, "data.on_long_answer=error"]))
+    step = pipe.find(DefaultPrompt)
+    assert (step.max_prompt_tokens, step.max_answer_tokens, step.on_long_answer) == (3, 2, "error")
+    _, default, _ = build(_cfg(toy_root, tmp_path / "b", 1, extra=["tokenizer.kind=none"]))
+    sample = wd.LeRobotDataset(toy_root, action_horizon=4, name="toy")[0]  # task "move 0"
+    n = len(step.text_ids(sample["task"]))
+    assert n == 6 and pipe.counts()["prompts_truncated"] == 0
+    cut, full = pipe([sample]), default([sample])
+    assert (full.segment == SEG.TEXT).sum() - (cut.segment == SEG.TEXT).sum() == n - 3  # cut to 3 tokens
+    assert pipe.counts()["prompts_truncated"] == 1 and default.counts()["prompts_truncated"] == 0
+    vqa = {"observation.images.cam": np.zeros((64, 64, 3), np.uint8), "question": "q?", "answer": "yes"}
+    with pytest.raises(ValueError, match="3 tokens > max_answer_tokens=2"):
+        pipe([vqa])
+    with pytest.raises(ValueError, match="on_long_answer must be 'skip' or 'error'"):
+        build(_cfg(toy_root, tmp_path / "c", 1, extra=["tokenizer.kind=none", "data.on_long_answer=cut"]))
 
 
 def _update_rms(name: str, steps: int = 20, **kw) -> list[float]:

@@ -1,5 +1,6 @@
 """The evaluation runner: action checks on by default (issue 19) and robots as well as simulators (issue 18)."""
 
+import json
 import logging
 
 import numpy as np
@@ -103,6 +104,18 @@ def test_evaluate_good_policy_unaffected_and_opt_out_logged(caplog, tmp_path):
     assert "check_actions=False" in caplog.text and off.refused_chunks == 0
     wr.write_report(report, tmp_path)
     assert '"refused": 0' in (tmp_path / "eval.json").read_text()
+
+
+def test_report_carries_extra_counters_but_never_over_its_own(tmp_path):
+    report = wr.evaluate(GoToPolicy(contract=toy_contract()), ["toy"], 1, PointEnv, max_steps=30)
+    md = wr.write_report(report, tmp_path, extra={"discrete_counts": {"invalid": 2, "flow_fallback": 1}})
+    data = json.loads((tmp_path / "eval.json").read_text())
+    assert data["discrete_counts"] == {"invalid": 2, "flow_fallback": 1}
+    assert data["per_task"]["toy"]["success_rate"] == 1.0 and data["action_checks"]["refused"] == 0
+    assert "- discrete_counts: {'invalid': 2, 'flow_fallback': 1}" in md.read_text()
+    with pytest.raises(ValueError, match=r"\['safety'\] would replace the report's own"):
+        wr.write_report(report, tmp_path / "clash", extra={"safety": {}})
+    assert not (tmp_path / "clash").exists()
 
 
 class GoalPolicy(GoToPolicy):

@@ -81,12 +81,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .policy import WallPolicy
 
     check = _checked(args)
-    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode, check_actions=check)
+    discrete = args.mode == "discrete"
+    kw = dict(discrete_retries=args.discrete_retries, retry_temperature=args.retry_temperature,
+              on_invalid=args.on_invalid) if discrete else {}  # fmt: skip
+    policy = WallPolicy.from_pretrained(args.policy, mode=args.mode, check_actions=check, **kw)
     report = wall_robots.evaluate(
         policy, args.tasks, args.episodes, execute_steps=args.execute_steps, max_steps=args.max_steps,
         check_actions=check,
     )  # fmt: skip
-    md = wall_robots.write_report(report, args.out)
+    extra = {"discrete_counts": dict(policy.discrete_counts)} if discrete else None
+    md = wall_robots.write_report(report, args.out, extra=extra)
     logger.info("success %.0f%%; report %s", 100 * report.success_rate, md)
     return 0
 
@@ -227,6 +231,10 @@ def _add_policy_parsers(sub: Any) -> None:
     e.add_argument("--execute-steps", type=int, default=8)
     e.add_argument("--max-steps", type=int, default=150)
     e.add_argument("--mode", default="flow", choices=["flow", "discrete"])
+    e.add_argument("--discrete-retries", type=int, default=3, help="--mode discrete: sampled retries")
+    e.add_argument("--retry-temperature", type=float, default=0.7, help="--mode discrete: retry temperature")
+    e.add_argument("--on-invalid", default="flow", choices=["flow", "refuse", "hold"],
+                   help="--mode discrete: a chunk still invalid after the retries (never executed)")  # fmt: skip
     e.add_argument("--out", default="runs/eval")
     e.add_argument("--no-action-checks", action="store_true", help=UNCHECKED)
     e.set_defaults(fn=cmd_eval)

@@ -21,7 +21,7 @@ import wall_robots
 from wall_robots.video import RolloutRecorder
 
 from .model import WallVLAConfig
-from .report import build_report
+from .report import build_report, final_loss_table
 from .training.optim import OptimConfig
 from .training.run import DataConfig, ObjectiveConfig, TokenizerConfig, TrainConfig, TrainerConfig, train
 
@@ -198,16 +198,18 @@ def _evaluate(cfg: DemoConfig, policy: Any, out: Path, demo_root: Path) -> tuple
         policy, cfg.tasks, cfg.eval_episodes, env_factory, cfg.execute_steps, max_steps=cfg.max_steps,
         seed=1000 + cfg.seed, recorder=recorder,
     )  # fmt: skip
+    counts = getattr(policy, "discrete_counts", None) if cfg.policy_mode == "discrete" else None
     wall_robots.write_report(
-        report, out / "eval", title=f"Closed-loop evaluation ({cfg.policy_mode} actions)"
-    )
+        report, out / "eval", title=f"Closed-loop evaluation ({cfg.policy_mode} actions)",
+        extra={"discrete_counts": dict(counts)} if counts is not None else None,
+    )  # fmt: skip
     return report, recorder.seconds_per_episode if recorder is not None else 0.0
 
 
 def _write_markdown(
     cfg: DemoConfig, out: Path, demos: dict[str, Any], result: dict[str, Any], table: str
 ) -> None:
-    """``out/report.md``: success table, loss curves, timings and gradient shares."""
+    """``out/report.md``: success table, loss curves, final losses per dataset, timings and gradient shares."""
     lines = [
         "# wall demo report",
         "",
@@ -220,6 +222,10 @@ def _write_markdown(
         table,
         "",
         "![loss curves](loss_curves.png)  ![success](eval/success.png)",
+        "",
+        "## Final training losses, per dataset and term",
+        "",
+        final_loss_table({"policy": [result["final_losses"]]}),
         "",
         "## Timings (s)",
         "",

@@ -30,6 +30,7 @@ from wall_robots.aloha_expert import generate_aloha_demos
 
 from .demo import CAMERA
 from .model import WallVLAConfig
+from .report import final_loss_table
 from .training.optim import OptimConfig
 from .training.run import DataConfig, ObjectiveConfig, TokenizerConfig, TrainConfig, TrainerConfig, train
 
@@ -225,7 +226,9 @@ def run_multi_demo(cfg: MultiDemoConfig) -> dict[str, Any]:
         f"MetaWorld tasks {cfg.metaworld_tasks} ({cfg.metaworld_episodes} demos each), ALOHA {cfg.aloha_tasks} "
         f"({cfg.aloha_episodes} demos); {steps}, batch {cfg.batch_size}; {cfg.eval_episodes} held-out episodes "
         f"per task; seeds {cfg.seeds}. Success (mean over seeds):", "", table, "",
-        "Per-model reports (the runner's eval.md / eval.json): `<model>/seed<N>/eval/<robot>/`.",
+        "Per-model reports (the runner's eval.md / eval.json): `<model>/seed<N>/eval/<robot>/`.", "",
+        "Final training losses per dataset and term (mean over seeds):", "",
+        final_loss_table({m: r.get("_final_losses", []) for m, r in results.items()}),
     ]) + "\n")  # fmt: skip
     logger.info("multi demo finished; report in %s", out / "report.md")
     return result

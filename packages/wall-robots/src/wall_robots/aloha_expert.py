@@ -22,7 +22,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 from tqdm.auto import tqdm
 
-from .demo_writer import record_demos
+from .demo_writer import expert_frames, record_demos
 from .heldout import LayoutRecord
 from .sim_aloha import ALOHA_JOINTS, ENV_STATE_KEY, STATE_KEY, AlohaEnv, _aloha, make_control_env
 
@@ -261,16 +261,4 @@ def _replay(
     """One expert episode in the joint env: frames (state, action, camera) and whether it succeeded."""
     obs = env.reset(variant=variant)
     expert.reset()
-    frames, success_at = [], None
-    for step in range(max_steps):
-        action = expert.infer(obs)["actions"][0]
-        frame = {STATE_KEY: obs[STATE_KEY], "action": action}
-        if env.image_size:
-            frame[env.image_key] = obs[env.image_key]
-        frames.append(frame)
-        obs, _, success, _ = env.step(action)
-        if success and success_at is None:
-            success_at = step
-        if success_at is not None and step >= success_at + extra:
-            break
-    return frames, success_at is not None
+    return expert_frames(env, obs, lambda o: expert.infer(o)["actions"][0], env.image_key, max_steps, extra)

@@ -7,11 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .heldout import LayoutRecord
 
-__all__ = ["RecordedDemos", "record_demos"]
+__all__ = ["RecordedDemos", "expert_frames", "record_demos"]
 
 Episode = Callable[[int, int], tuple[list[dict[str, Any]], bool]]  # (variant, attempt) -> (frames, success)
+STATE_KEY = "observation.state"
 
 
 @dataclass
@@ -56,3 +59,33 @@ def record_demos(
         if bar is not None:
             bar.update(1)
     return out
+
+
+def expert_frames(
+    env: Any,
+    obs: dict[str, Any],
+    act: Callable[[dict[str, Any]], np.ndarray],
+    image_key: str,
+    max_steps: int,
+    extra: int,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Roll an expert in ``env`` from its reset observation ``obs``: its frames and whether it succeeded.
+
+    Each step records ``observation.state`` [S], the executed ``action`` [A] (``act(obs)``, stored as float32)
+    and, when ``env.image_size`` is set, the camera ``image_key`` [H, W, 3]; then ``env.step(action)``. It
+    stops after ``max_steps`` steps or ``extra`` steps after the first success.
+    """
+    frames: list[dict[str, Any]] = []
+    success_at: int | None = None
+    for step in range(max_steps):
+        action = act(obs)
+        frame = {STATE_KEY: obs[STATE_KEY], "action": np.asarray(action, np.float32)}
+        if env.image_size:
+            frame[image_key] = obs[image_key]
+        frames.append(frame)
+        obs, _, success, _ = env.step(action)
+        if success and success_at is None:
+            success_at = step
+        if success_at is not None and step >= success_at + extra:
+            break
+    return frames, success_at is not None

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .demo_writer import record_demos
+from .demo_writer import expert_frames, record_demos
 from .heldout import Layout, LayoutRecord, as_layout_record
 
 __all__ = ["MetaWorldEnv", "ScriptedExpert", "generate_demos", "instruction_for", "preload_triton"]
@@ -291,16 +291,4 @@ def _expert_episode(
     """One expert episode on layout ``variant``: its frames (state, executed action, camera) and whether
     it succeeded; it stops ``extra`` steps after the first success."""
     obs = env.reset(variant=variant, seed=seed)
-    frames, success_at = [], None
-    for step in range(max_steps):
-        action = expert.act(obs[STATE_KEY])
-        frame = {STATE_KEY: obs[STATE_KEY], "action": action.astype(np.float32)}
-        if env.image_size:
-            frame[IMAGE_KEY] = obs[IMAGE_KEY]
-        frames.append(frame)
-        obs, _, success, _ = env.step(action)
-        if success and success_at is None:
-            success_at = step
-        if success_at is not None and step >= success_at + extra:
-            break
-    return frames, success_at is not None
+    return expert_frames(env, obs, lambda o: expert.act(o[STATE_KEY]), IMAGE_KEY, max_steps, extra)

@@ -2,7 +2,7 @@
 (``wall report RUN_DIR``) and :func:`build_viewer` for a LeRobot dataset (``wall view DATASET``)."""
 
 from .page import build_report, load_run
-from .stats import wilson_interval
+from .stats import final_loss_table, wilson_interval
 from .viewer import build_viewer
 
-__all__ = ["build_report", "build_viewer", "load_run", "wilson_interval"]
+__all__ = ["build_report", "build_viewer", "final_loss_table", "load_run", "wilson_interval"]

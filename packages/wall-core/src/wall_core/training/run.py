@@ -57,6 +57,11 @@ class DataConfig:
     layout: str = "packed"
     batch_size: int = 16
     num_workers: int = 0
+    # text limits, in tokens of the model's text tokenizer: a longer instruction / VQA question is cut (counted);
+    # a longer supervised answer is never cut: "skip" drops the sample (counted), "error" raises
+    max_prompt_tokens: int = 96
+    max_answer_tokens: int = 256
+    on_long_answer: str = "skip"
 
 
 @dataclass
@@ -308,9 +313,12 @@ def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
     cfg.model.num_action_tokens = tok.vocab_size if tok is not None else 0
     torch.manual_seed(cfg.seed)
     model = WallVLA(cfg.model)
+    dc = cfg.data
     pipeline = build_pipeline(
-        model, stats=stats, action_tokenizer=tok, embodiments=specs, ar_normalizer=ar, relative=relative
-    )
+        model, stats=stats, action_tokenizer=tok, embodiments=specs, ar_normalizer=ar, relative=relative,
+        max_prompt_tokens=dc.max_prompt_tokens, max_answer_tokens=dc.max_answer_tokens,
+        on_long_answer=dc.on_long_answer,
+    )  # fmt: skip
     dm = WallDataModule(
         cfg.data.datasets, pipeline, cfg.data.batch_size, cfg.data.num_workers, horizon, cfg.model.cameras,
         cfg.seed, cfg.optim.max_steps,
@@ -372,6 +380,8 @@ def train(
     check_finite_weights(model.state_dict(), "the trained model")
     if guard.skipped:
         logger.warning("%d optimiser step(s) skipped for non-finite loss/gradients", guard.skipped)
+    if any(pipeline.counts().values()):  # DataLoader workers count in their own copies (data.num_workers > 0)
+        logger.warning("text limits (data.max_prompt_tokens / max_answer_tokens): %s", pipeline.counts())
     policy = WallPolicy(model, pipeline)
     if trainer.is_global_zero:  # one writer under data parallelism (every rank holds the same weights)
         policy.save_pretrained(out / "policy")
