@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import joint_attention
 
@@ -283,6 +284,7 @@ class ActionExpert(nn.Module):
         if time_cond not in ("concat", "adarms"):
             raise ValueError(f"time_cond must be 'concat' or 'adarms', got {time_cond!r}")
         self.time_cond = time_cond
+        self.activation_checkpointing = False
         # construction order fixes the parameter-init RNG sequence: layers, proj_in, time_mlp, norm, proj_out
         self.layers = nn.ModuleList(
             ActionExpertLayer(
@@ -328,8 +330,14 @@ class ActionExpert(nn.Module):
             )
         h = self.proj_in(x_t, t, dof_mask)
         cond = self.time_mlp(self.proj_in.time(t).to(h.dtype)) if self.time_mlp is not None else None
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            h = layer(h, None if prefix_kv is None else prefix_kv[i], attn_mask, cond, rope)
+            kv = None if prefix_kv is None else prefix_kv[i]
+            if recompute:
+                # the call (hooks included: FSDP2 unshards in forward and skips its hooks in the recompute)
+                h = checkpoint(layer, h, kv, attn_mask, cond, rope, use_reentrant=False)
+            else:
+                h = layer(h, kv, attn_mask, cond, rope)
             if collect is not None:
                 collect.append(h)
         return self.norm(h)

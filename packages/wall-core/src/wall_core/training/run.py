@@ -105,6 +105,9 @@ class TrainerConfig:
     # flow times/noise: "batch" (one generator per step) | "sample" (one per global row: a data-parallel run
     # draws what one process with the same global batch draws; see WallLightningModule)
     flow_noise: str = "batch"
+    # recompute every backbone decoder layer, expert layer and vision block in backward (same values and
+    # gradients, activation memory ~ one layer's; WallVLA.set_activation_checkpointing)
+    activation_checkpointing: bool = False
 
 
 @dataclass
@@ -314,6 +317,8 @@ def build(cfg: TrainConfig) -> tuple[WallVLA, Pipeline, WallDataModule]:
     cfg.model.num_action_tokens = tok.vocab_size if tok is not None else 0
     torch.manual_seed(cfg.seed)
     model = WallVLA(cfg.model)
+    if cfg.trainer.activation_checkpointing:
+        model.set_activation_checkpointing(True)
     dc = cfg.data
     pipeline = build_pipeline(
         model, stats=stats, action_tokenizer=tok, embodiments=specs, ar_normalizer=ar, relative=relative,
