@@ -5,8 +5,8 @@ bytes of each regime; activations come from :mod:`wall_core.training.memory` (sa
 real forwards of 1-2-layer models of the real widths at batch 1, extrapolated exactly to full depth and
 to the batch). Peak = weights + optimiser state + max(activations + tied-head gradient, gradients + the
 optimiser's per-parameter temporary). The same code predicts a small model's measured peak (torch's
-``MemTracker``) within 2% (test_scale_memory.py). Activation checkpointing rows are computed, not run:
-the model has no checkpointing switch yet.
+``MemTracker``) within 2% (test_scale_memory.py), with and without activation checkpointing (the real
+switch, ``trainer.activation_checkpointing`` / ``WallVLA.set_activation_checkpointing``).
 
 Run: ``python benchmarks/memory.py [--cameras 1 --image-size 448 --text-tokens 128 --action-tokens 64]``
 (a few minutes on CPU: ten or so shallow forwards with the 151,936-row embedding).

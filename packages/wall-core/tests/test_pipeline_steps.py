@@ -173,3 +173,22 @@ def test_key_mapping_presets_and_contract_errors():
     published = contract.contract()
     assert published["robots"]["sim"]["observation"]["observation.state"] == "float [3]"
     assert published["robots"]["sim"]["action"] == f"float [{H}, 2]"
+
+
+def test_as_tensor_read_only_and_negative_strides_copy_without_warning():
+    """Arrays decoded from a wire frame are read-only: they are copied (no 'not writable' warning), values kept."""
+    import warnings
+
+    from wall_core.processing.base import as_tensor
+
+    a = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    ro = a.copy()
+    ro.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = as_tensor(ro, "observation.images.cam")
+        f = as_tensor(a[::-1], "observation.images.cam")
+    assert t.dtype == torch.uint8 and torch.equal(t, torch.as_tensor(a))
+    assert torch.equal(f, torch.as_tensor(a[::-1].copy()))
+    w = as_tensor(a, "x")
+    assert w.data_ptr() == a.ctypes.data  # a writable array is wrapped, not copied

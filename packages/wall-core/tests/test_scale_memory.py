@@ -4,7 +4,9 @@ Measurement: torch's ``MemTracker`` (torch.distributed._tools) counts every tens
 by category (parameters, gradients, optimiser state, activations, temporaries) through a dispatch mode
 and module hooks, so its peak is the tensor-memory peak of the step itself, without the Python heap or
 allocator caching that an RSS delta would mix in. It tracks the second step (the first creates the
-AdamW state). Measured: fp32 99.4% and bf16-true 99.0% of the prediction at batch 8.
+AdamW state). Measured: fp32 99.4% and bf16-true 99.0% of the prediction at batch 8; fp32 with the real
+activation-checkpointing switch (``WallVLA.set_activation_checkpointing``) 101.8% (33.3 MB measured against
+75.2 MB without; activations + the recompute's temporaries 92.5% of the predicted activations).
 """
 
 from __future__ import annotations
@@ -52,15 +54,16 @@ def _small_author() -> dict:
     return a
 
 
-@pytest.mark.parametrize("weights", ["fp32", "bf16"])
-def test_predicted_peak_matches_measured_within_15_percent(weights):
+@pytest.mark.parametrize("weights,ckpt", [("fp32", False), ("bf16", False), ("fp32", True)])
+def test_predicted_peak_matches_measured_within_15_percent(weights, ckpt):
     author, regime, b = _small_author(), Regime(weights, weights=weights), 8
     torch.manual_seed(0)
     model = WallVLA(wall_oss_05_config(author)).train()
     if weights == "bf16":
         apply_precision_policy(model)
     states = state_bytes(model, regime)
-    act = activation_bytes(author, regime, activation_costs(author, regime, **SHAPE), b, **SHAPE)
+    act = activation_bytes(author, regime, activation_costs(author, regime, **SHAPE), b, ckpt, **SHAPE)
+    model.set_activation_checkpointing(ckpt)
     predicted = peak_bytes(states, act)
 
     batch = synthetic_batch(model, b, **SHAPE)
@@ -80,7 +83,10 @@ def test_predicted_peak_matches_measured_within_15_percent(weights):
     peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]
     measured = peak["Total"]
     assert abs(predicted / measured - 1) < 0.15, (predicted, measured)
-    assert act > 0.5 * measured  # activations dominate this check: it tests their count, not only the states
+    if not ckpt:  # activations dominate this check: it tests their count, not only the states
+        assert act > 0.5 * measured
     kinds = {str(k.value) if hasattr(k, "value") else str(k): v for k, v in peak.items()}
-    assert abs(kinds["Activation"] / act - 1) < 0.15, (kinds, act)
+    # with checkpointing the peak is in backward, where the recomputed layer's tensors count as "Temp"
+    held = kinds["Activation"] + (kinds["Temp"] if ckpt else 0)
+    assert abs(held / act - 1) < 0.15, (kinds, act)
     assert abs(kinds["Optstate"] / states["optimizer"] - 1) < 0.05

@@ -127,6 +127,10 @@ class BackboneAdapter(nn.Module):
         """(cos, sin) [B, L, head_dim] for positions [B, L] (or [3, B, L] m-RoPE ids where supported)."""
         raise NotImplementedError
 
+    def set_vision_checkpointing(self, enabled: bool) -> None:
+        """Activation checkpointing (non-reentrant) of the vision encoder's blocks, through its library."""
+        raise NotImplementedError(f"the {self.name} backbone has no vision activation-checkpointing switch")
+
     @staticmethod
     def apply_rope(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
         """Rotate q [B, Hq, L, d] and k [B, Hkv, L, d] by (cos, sin) [B, L, d] (rotate-half convention)."""

@@ -117,6 +117,14 @@ class QwenVLBackbone(BackboneAdapter):
         feats = self.encode_pixels(pv, proc["image_grid_thw"].to(images.device))
         return feats.reshape(images.shape[0], -1, feats.shape[-1])
 
+    def set_vision_checkpointing(self, enabled: bool) -> None:
+        """transformers' switch on the vision tower only (``activation_checkpointing_enable`` with
+        ``use_reentrant=False``; its blocks checkpoint their ``forward``, outside FSDP2's hooks)."""
+        if enabled:
+            self.visual.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            self.visual.activation_checkpointing_disable()
+
     def rope(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         """(cos, sin) [B, L, head_dim] for 1-D positions [B, L] or m-RoPE ids [3, B, L]."""
         pos = positions if positions.ndim == 3 else positions[None].expand(3, *positions.shape)

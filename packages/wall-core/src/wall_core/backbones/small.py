@@ -79,6 +79,10 @@ class SmallBackbone(BackboneAdapter):
         feats = self.vision.forward_features(x)[:, self.vision.num_prefix_tokens :]
         return self.vision_proj(feats)
 
+    def set_vision_checkpointing(self, enabled: bool) -> None:
+        """timm's switch (``set_grad_checkpointing``; timm checkpoints non-reentrant by default)."""
+        self.vision.set_grad_checkpointing(enabled)
+
     def rope(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         """(cos, sin) [B, L, head_dim] for 1-D positions [B, L] (this decoder has no m-RoPE)."""
         if positions.ndim != 2:

@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
-from wall_flow import ActionExpert, BetaTimeSampler, FlowMatching, Generators, joint_attention
+from wall_flow import ActionExpert, BetaTimeSampler, FlowMatching, Generators, joint_attention, prefix_times
 
 from ..backbones import BackboneAdapter, create_backbone
 from .batch import WallBatch
@@ -102,6 +103,7 @@ class WallVLA(DecodingMixin, nn.Module):
             time_embedding=cfg.time_embedding,
         )  # fmt: skip
         self.state_proj = nn.Linear(2 * cfg.state_dim, bb.hidden_size) if cfg.state_input == "token" else None
+        self.activation_checkpointing = False  # set_activation_checkpointing
         self.flow = FlowMatching(
             time_sampler=BetaTimeSampler(cfg.time_alpha, cfg.time_beta, cfg.time_s),
             loss_space="velocity" if cfg.flow_space == "velocity" else "action",
@@ -151,6 +153,23 @@ class WallVLA(DecodingMixin, nn.Module):
                 emb = emb.masked_scatter(is_state[..., None], proj[is_state.any(dim=1)])
         return emb
 
+    def _decoder_step(
+        self, layer: Any, h: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, past: Any = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One backbone layer (the unit activation checkpointing recomputes): h [B, n, W] -> (h [B, n, W],
+        k, v [B, Hkv, n (+ cached), d] with RoPE); ``past``: this layer's cached (k, v) or None."""
+        bb, (b, n, _) = self.backbone, h.shape
+        x = layer.input_layernorm(h)
+        att = layer.self_attn
+        q = att.q_proj(x).view(b, n, -1, bb.head_dim).transpose(1, 2)
+        k = att.k_proj(x).view(b, n, -1, bb.head_dim).transpose(1, 2)
+        v = att.v_proj(x).view(b, n, -1, bb.head_dim).transpose(1, 2)
+        q, k = bb.apply_rope(q, k, cos, sin)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        h = h + att.o_proj(joint_attention(q, k, v, mask))
+        return h + layer.mlp(layer.post_attention_layernorm(h)), k, v
+
     def _backbone_layers(
         self,
         h: Tensor,
@@ -160,26 +179,31 @@ class WallVLA(DecodingMixin, nn.Module):
         collect: list[Tensor] | None = None,
     ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         """Run the backbone layers on ``h`` [B, n, W] -> (final-normed hidden [B, n, W], per-layer K/V);
-        with ``past`` the new rows attend to cached K/V too; ``collect`` receives each layer's output."""
-        bb = self.backbone
-        cos, sin = bb.rope(h, positions)
+        with ``past`` the new rows attend to cached K/V too; ``collect`` receives each layer's output.
+        Under :meth:`set_activation_checkpointing` (training, gradients on) each layer step is recomputed
+        in backward (``torch.utils.checkpoint``, non-reentrant)."""
+        cos, sin = self.backbone.rope(h, positions)
         kv = []
-        b, n, _ = h.shape
-        for i, layer in enumerate(bb.layers):
-            x = layer.input_layernorm(h)
-            att = layer.self_attn
-            q = att.q_proj(x).view(b, n, -1, bb.head_dim).transpose(1, 2)
-            k = att.k_proj(x).view(b, n, -1, bb.head_dim).transpose(1, 2)
-            v = att.v_proj(x).view(b, n, -1, bb.head_dim).transpose(1, 2)
-            q, k = bb.apply_rope(q, k, cos, sin)
-            if past is not None:
-                k, v = torch.cat([past[i][0], k], dim=2), torch.cat([past[i][1], v], dim=2)
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
+        for i, layer in enumerate(self.backbone.layers):
+            args = (layer, h, cos, sin, mask, None if past is None else past[i])
+            if recompute:
+                h, k, v = checkpoint(self._decoder_step, *args, use_reentrant=False)
+            else:
+                h, k, v = self._decoder_step(*args)
             kv.append((k, v))
-            h = h + att.o_proj(joint_attention(q, k, v, mask))
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
             if collect is not None:
                 collect.append(h)
-        return bb.decoder.norm(h), kv
+        return self.backbone.decoder.norm(h), kv
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Turn activation checkpointing on/off for every backbone decoder layer (:meth:`_decoder_step`),
+        every action-expert layer (wall-flow's ``ActionExpert.activation_checkpointing``) and the vision
+        tower's blocks (the backbone's library switch: transformers' / timm's). Values and gradients are
+        unchanged; autograd keeps only each layer's inputs (a decoder layer also its K/V) and recomputes."""
+        self.activation_checkpointing = bool(enabled)
+        self.expert.activation_checkpointing = bool(enabled)
+        self.backbone.set_vision_checkpointing(bool(enabled))
 
     def _positions(self, batch: WallBatch) -> Tensor:
         if batch.position_ids is None:
@@ -225,7 +249,7 @@ class WallVLA(DecodingMixin, nn.Module):
         bridge_scale: float = 1.0,
         collect: list[Tensor] | None = None,
     ) -> Tensor:
-        """Expert hidden states [B, H, W_e] after the final expert norm for x_t [B, H, A] at t [B].
+        """Expert hidden states [B, H, W_e] after the final expert norm for x_t [B, H, A] at t [B] (or [B, H]).
 
         The H flow slots sit right after the prompt (positions from :func:`flow_positions`), attend to the
         valid non-action prefix keys and causally (or not, per config) to each other."""
@@ -249,7 +273,8 @@ class WallVLA(DecodingMixin, nn.Module):
         bridge: str = "full",
         bridge_scale: float = 1.0,
     ) -> Tensor:
-        """Velocity [B, H, A] at noisy actions x_t [B, H, A], times t [B], over a prefix cache."""
+        """Velocity [B, H, A] at noisy actions x_t [B, H, A], times t [B] (or per step [B, H]), over a prefix
+        cache."""
         return self.expert.proj_out(self.flow_hidden(x_t, t, prefix, dof_mask, bridge, bridge_scale))
 
     # --- training forward ---------------------------------------------------------------------------------------
@@ -294,7 +319,10 @@ class WallVLA(DecodingMixin, nn.Module):
             ps = self.flow.draw(
                 batch.actions, generator=generator, t=t, noise=noise, rtc_max_delay=rtc_max_delay
             )
-            out.v_pred = self.flow_forward(ps.x_t, ps.t, prefix, batch.dof_mask, bridge, bridge_scale)
+            t_in = (
+                ps.t if ps.prefix_mask is None else prefix_times(ps.t, ps.prefix_mask)
+            )  # clean prefix: t = 1
+            out.v_pred = self.flow_forward(ps.x_t, t_in, prefix, batch.dof_mask, bridge, bridge_scale)
             out.x0, out.x1, out.t, out.action_loss_mask = ps.x0, ps.x1, ps.t, batch.action_loss_mask
             if ps.prefix_mask is not None and out.action_loss_mask is not None:
                 keep = (~ps.prefix_mask)[:, :, None].to(out.action_loss_mask.dtype)
