@@ -1,6 +1,8 @@
 """Each processing step on its own: normalisation rules, embodiment layout and masks, images, text limits,
 key mapping and the observation contract."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -75,6 +77,16 @@ def test_masks_and_placement_from_the_spec_in_a_26d_layout():
     torch.testing.assert_close(crop(out["actions"][None], "r")[0], act)
     inference = pad({"dataset": "r", "observation.state": torch.zeros(4)})  # DOF mask comes from the spec
     assert inference["dof_mask"].sum() == 3 and inference["action_loss_mask"].sum() == 0
+
+
+def test_nan_in_a_spec_that_does_not_allow_it_is_an_error():
+    state = torch.tensor([1.0, float("nan"), 3.0, 4.0])
+    with pytest.raises(ValueError, match=r"'observation.state' of robot 'r' contains NaN.*nan_is_missing"):
+        PadToEmbodiment(26, 26, H, {"r": _spec()})({"dataset": "r", "observation.state": state})
+    spec = dataclasses.replace(_spec(), meta={"nan_is_missing": True})
+    out = PadToEmbodiment(26, 26, H, {"r": spec})({"dataset": "r", "observation.state": state})
+    assert torch.nonzero(out["state_mask"]).flatten().tolist() == [0, 2, 10]
+    assert out["state"][[0, 1, 2, 10]].tolist() == [1.0, 0.0, 3.0, 4.0]
 
 
 def test_robot_that_does_not_fit_and_missing_state_are_errors():
