@@ -3,9 +3,10 @@
 ``nox`` with no arguments runs the default sessions: every package's tests (not slow), the first four each
 in a virtualenv that holds only that package (and what it declares), then ruff, mypy, every README's
 python blocks and the reliability catalogue (``benchmarks/reliability.py``, about a minute).
-``nox -s wheels slow`` adds the wheel check (each package built and installed alone from one wheel folder,
-in a fresh venv) and the tests marked ``@pytest.mark.slow`` (the ``--quick`` embedded default end to end,
-MetaWorld demo generation); ``.ci/run`` runs both commands. ``nox -s tests`` runs every test in one venv.
+``nox -s wheels slow openpi`` adds the wheel check (each package built and installed alone from one wheel
+folder, in a fresh venv), the tests marked ``@pytest.mark.slow`` (the ``--quick`` embedded default end to end,
+MetaWorld demo generation) and openpi-client 0.1.2, in its own venv, driving ``wall serve``; ``.ci/run`` runs
+both commands. ``nox -s tests`` runs every test in one venv.
 
 Torch always comes from local disk: ``constraints/torch-cpu.txt`` (2.13.0 CPU) for packages that
 need only torch, ``constraints/torch-vision.txt`` (2.14.1 + torchvision 0.29.1) where timm needs
@@ -32,6 +33,7 @@ TORCH_CPU = [*COMMON, "-c", "constraints/torch-cpu.txt"]
 TORCH_VISION = [*COMMON, "-c", "constraints/torch-vision.txt"]
 TEST_DEPS = ["pytest", "hypothesis"]
 NOT_SLOW = ["-m", "not slow"]
+OPENPI_CONSTRAINTS = ROOT / "constraints" / "openpi-client.txt"  # the openpi session's client venv only
 
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
@@ -96,7 +98,8 @@ def _full_env(session: nox.Session) -> Path:
     reinstalled from the work tree on every use. Returns the ``bin`` folder, also put first on PATH.
     """
     _ensure_osmesa(session)
-    files = sorted([*ROOT.glob("constraints/*.txt"), *PKG.glob("*/pyproject.toml")])
+    constraints = [f for f in ROOT.glob("constraints/*.txt") if f.name != OPENPI_CONSTRAINTS.name]
+    files = sorted([*constraints, *PKG.glob("*/pyproject.toml")])
     stamp = hashlib.sha256(b"".join(f.read_bytes() for f in files) + " ".join(FULL_REQS).encode()).hexdigest()
     bin_dir, stamp_file = FULL / "bin", FULL / "deps.sha256"
     if not stamp_file.exists() or stamp_file.read_text() != stamp:
@@ -279,6 +282,26 @@ def wheels(session: nox.Session) -> None:
             session.run(*check, external=True)
             session.run(str(venv / "bin" / "wall"), "--help", external=True, silent=True)
         shutil.rmtree(venv)
+
+
+@nox.session(python="3.11", default=False)
+def openpi(session: nox.Session) -> None:
+    """openpi-client 0.1.2 from the registry drives a ``wall serve`` process (test_serve_openpi_client.py).
+
+    This session's own venv is the client: openpi-client and its dependencies pinned by
+    ``constraints/openpi-client.txt`` (numpy < 2), proved free of torch and of our packages. The server runs
+    from the shared full environment; pytest gets the client's python through ``WALL_OPENPI_PYTHON``.
+    """
+    session.install("-c", str(OPENPI_CONSTRAINTS), "openpi-client==0.1.2", "typing-extensions")
+    tests = ["openpi_client.msgpack_numpy_test", "openpi_client.image_tools_test"]  # they need pytest
+    session.run("python", ".ci/import_all.py", "openpi_client", "--skip", *tests, "--absent", "torch",
+                "wall_core", "wall_robots")  # fmt: skip
+    client_python = str(Path(session.bin) / "python")
+    bin_dir = _full_env(session)
+    session.env["WALL_OPENPI_PYTHON"] = client_python
+    test = _pkg("core") + "/tests/test_serve_openpi_client.py"
+    session.run(str(bin_dir / "pytest"), "-q", "-s", "-p", "no:cacheprovider", test, *session.posargs,
+                external=True)  # fmt: skip
 
 
 @nox.session(venv_backend="none", default=False)

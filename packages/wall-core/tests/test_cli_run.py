@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 import wall_robots as wr
 from wall_core import cli
@@ -61,3 +62,25 @@ def test_wall_run_default_limits_rtc_and_errors(saved, monkeypatch, caplog):
     assert "needs --robot-type" in caplog.text
     assert cli.main(["run", "--robot", "fake", "--policy", saved, "--task", "t", "--lower", "0"]) == 2
     assert "both --lower and --upper" in caplog.text
+
+
+def test_wall_run_refuses_out_of_bounds_chunks_unless_no_action_checks(saved, monkeypatch, caplog):
+    from wall_core.model import WallVLA
+
+    def far(self, batch, *a, **k):  # every chunk 40 normalised units out: far beyond the training range
+        return torch.full((1, self.config.action_horizon, self.config.action_dim), 40.0)
+
+    monkeypatch.setattr(WallVLA, "predict_actions", far)
+    argv = ["--policy", saved, "--task", "t", "--steps", "6", "--execute-steps", "4",
+            "--lower=-1e6", "--upper=1e6"]  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        rc, (robot,) = _run(monkeypatch, argv)
+    assert rc == 0 and robot.sent == []  # refused: nothing reached the robot
+    assert "episode stopped at step 1" in caplog.text and "nothing was executed" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        rc, (robot,) = _run(monkeypatch, [*argv, "--no-action-checks"])
+    assert rc == 0 and "action chunks are NOT checked" in caplog.text
+    sent = np.array(robot.sent)
+    high = WallPolicy.from_pretrained(saved).contract().action_high
+    assert sent.shape == (6, 4) and (sent > np.asarray(high)).all()  # passed through unchecked, as asked

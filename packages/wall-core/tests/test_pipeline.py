@@ -11,7 +11,7 @@ import torch
 
 import wall_data as wd
 from wall_core.model import WallVLA, WallVLAConfig
-from wall_core.processing import Pipeline, PipelineLoadError, build_pipeline
+from wall_core.processing import DefaultPrompt, Normalize, Pipeline, PipelineLoadError, build_pipeline
 
 H = 4
 
@@ -159,3 +159,37 @@ def test_state_mask_reaches_the_model_absent_dims_differ_from_zero(setup):
     diff = (model.embed_prefix(ones) - emb)[is_state].abs().max()
     assert diff > 1e-4
     assert torch.equal(model.embed_prefix(ones)[~is_state], emb[~is_state])
+
+
+def test_nan_marks_missing_dims_only_where_the_spec_allows_it(setup, tmp_path):
+    model, proc, samples = setup
+    spec = wd.EmbodimentSpec(
+        "sim", tuple(f"s{i}" for i in range(39)), tuple("xyzg"), meta={"nan_is_missing": True}
+    )
+    tok = proc.find(DefaultPrompt).action_tokenizer
+    pipe = build_pipeline(
+        model, stats=proc.find(Normalize).stats, action_tokenizer=tok, embodiments={"sim": spec}
+    )
+    s = dict(samples[0])
+    s["observation.state"] = np.array(s["observation.state"])
+    s["observation.state"][5] = np.nan  # a state dim the robot did not measure
+    s["action"] = np.array(s["action"])
+    s["action"][2, 1] = np.nan  # one missing action entry
+    batch, full = pipe([s]), pipe([samples[0]])
+    assert batch.state_mask[0].nonzero()[:, 0].tolist() == [i for i in range(39) if i != 5]
+    assert (
+        batch.state[0, 5] == 0 and torch.isfinite(batch.state).all() and torch.isfinite(batch.actions).all()
+    )
+    assert torch.equal(batch.state[0, :5], full.state[0, :5]) and torch.equal(
+        batch.state[0, 6:], full.state[0, 6:]
+    )
+    changed = (batch.action_loss_mask != full.action_loss_mask).nonzero().tolist()
+    assert (
+        changed == [[0, 2, 1]] and batch.action_loss_mask[0, 2, 1] == 0
+    )  # only the missing entry unweighted
+    assert (
+        batch.segment == 4
+    ).sum() > 0  # the discrete tokens of the chunk are still there (NaN encoded as 0)
+    _equal(batch, Pipeline.from_pretrained(pipe.save_pretrained(tmp_path / "p"))([s]))  # permission is saved
+    with pytest.raises(ValueError, match=r"contains NaN/inf \(dataset 'sim'\).*nan_is_missing"):
+        proc([s])  # the same sample for a robot whose spec does not allow NaN

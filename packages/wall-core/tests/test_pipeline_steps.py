@@ -1,6 +1,8 @@
 """Each processing step on its own: normalisation rules, embodiment layout and masks, images, text limits,
 key mapping and the observation contract."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -75,6 +77,16 @@ def test_masks_and_placement_from_the_spec_in_a_26d_layout():
     torch.testing.assert_close(crop(out["actions"][None], "r")[0], act)
     inference = pad({"dataset": "r", "observation.state": torch.zeros(4)})  # DOF mask comes from the spec
     assert inference["dof_mask"].sum() == 3 and inference["action_loss_mask"].sum() == 0
+
+
+def test_nan_in_a_spec_that_does_not_allow_it_is_an_error():
+    state = torch.tensor([1.0, float("nan"), 3.0, 4.0])
+    with pytest.raises(ValueError, match=r"'observation.state' of robot 'r' contains NaN.*nan_is_missing"):
+        PadToEmbodiment(26, 26, H, {"r": _spec()})({"dataset": "r", "observation.state": state})
+    spec = dataclasses.replace(_spec(), meta={"nan_is_missing": True})
+    out = PadToEmbodiment(26, 26, H, {"r": spec})({"dataset": "r", "observation.state": state})
+    assert torch.nonzero(out["state_mask"]).flatten().tolist() == [0, 2, 10]
+    assert out["state"][[0, 1, 2, 10]].tolist() == [1.0, 0.0, 3.0, 4.0]
 
 
 def test_robot_that_does_not_fit_and_missing_state_are_errors():
@@ -161,3 +173,22 @@ def test_key_mapping_presets_and_contract_errors():
     published = contract.contract()
     assert published["robots"]["sim"]["observation"]["observation.state"] == "float [3]"
     assert published["robots"]["sim"]["action"] == f"float [{H}, 2]"
+
+
+def test_as_tensor_read_only_and_negative_strides_copy_without_warning():
+    """Arrays decoded from a wire frame are read-only: they are copied (no 'not writable' warning), values kept."""
+    import warnings
+
+    from wall_core.processing.base import as_tensor
+
+    a = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    ro = a.copy()
+    ro.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = as_tensor(ro, "observation.images.cam")
+        f = as_tensor(a[::-1], "observation.images.cam")
+    assert t.dtype == torch.uint8 and torch.equal(t, torch.as_tensor(a))
+    assert torch.equal(f, torch.as_tensor(a[::-1].copy()))
+    w = as_tensor(a, "x")
+    assert w.data_ptr() == a.ctypes.data  # a writable array is wrapped, not copied

@@ -58,3 +58,22 @@ def test_bad_prefix_is_a_clear_error(setup, prefix, delay, match):
     model, pipe, obs = _obs(setup)
     with pytest.raises(ValueError, match=match):
         WallPolicy(model, pipe).infer(obs, prefix_actions=prefix, delay=delay)
+
+
+def test_prefix_mode_executes_the_prefix_and_is_saved(setup, tmp_path):
+    """rtc_mode="prefix" (training-time RTC): the first d actions are the prefix itself (robot units, up to the
+    normalise/unnormalise round trip), the rest is sampled; the mode survives save/load."""
+    model, pipe, obs = _obs(setup)
+    plain = WallPolicy(model, pipe, seed=3).infer(obs)["actions"]
+    prefix = plain[:6] + 0.3
+    pol = WallPolicy(model, pipe, seed=3, rtc_mode="prefix")
+    out = pol.infer(obs, prefix_actions=prefix, delay=D)["actions"]
+    np.testing.assert_allclose(out[:D], prefix[:D], atol=1e-5)
+    assert out.shape == (8, 4) and np.isfinite(out).all()
+    assert float(np.abs(out[D:6] - prefix[D:6]).mean()) > 0.05  # only d steps are copied from the prefix
+    again = WallPolicy(model, pipe, seed=3, rtc_mode="prefix").infer(obs, prefix_actions=prefix, delay=0)
+    np.testing.assert_allclose(again["actions"], plain, atol=1e-6)  # d = 0: plain sampling
+    pol.save_pretrained(tmp_path / "p")
+    assert WallPolicy.from_pretrained(tmp_path / "p").rtc_mode == "prefix"
+    with pytest.raises(ValueError, match="rtc_mode must be 'guidance' or 'prefix'"):
+        WallPolicy(model, pipe, rtc_mode="inpaint")

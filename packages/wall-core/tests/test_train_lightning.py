@@ -53,6 +53,14 @@ def test_train_export_reload_identical_actions(toy_root, tmp_path):
         assert n1 == n2 and torch.equal(p1, p2)
 
 
+def test_training_time_rtc_is_served_with_prefix_conditioning(toy_root, tmp_path):
+    """objective.rtc_max_delay > 0 trains with clean prefixes; the saved policy samples with rtc_mode="prefix"."""
+    policy, module = train(_cfg(toy_root, tmp_path / "rtc", 2, extra=["objective.rtc_max_delay=2"]))
+    assert all(np.isfinite(h["flow"]) for h in module.history)
+    assert policy.rtc_mode == "prefix"
+    assert WallPolicy.from_pretrained(tmp_path / "rtc" / "policy").rtc_mode == "prefix"
+
+
 def test_resume_continues_exactly(toy_root, tmp_path):
     straight, m_straight = train(_cfg(toy_root, tmp_path / "straight", 4))
     train(

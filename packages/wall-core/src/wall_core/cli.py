@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli_run import add_run_parser
+from .cli_run import UNCHECKED, add_run_parser
+from .cli_run import action_checks as _checked
 
 __all__ = ["main"]
 logger = logging.getLogger("wall")
@@ -72,14 +73,6 @@ def _require(cmd: str) -> None:
             found = False
         if not found:
             raise _missing_extra(module)
-
-
-def _checked(args: argparse.Namespace) -> bool:
-    """False for ``--no-action-checks`` (logged), else True."""
-    if getattr(args, "no_action_checks", False):
-        logger.warning("--no-action-checks: action chunks are NOT checked for NaN/inf or the policy's bounds")
-        return False
-    return True
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -227,9 +220,6 @@ def cmd_view(args: argparse.Namespace) -> int:
     out = build_viewer(args.dataset, args.out, args.episodes, rerun=args.rerun)
     logger.info("dataset view written to %s", out)
     return 0
-
-
-UNCHECKED = "do not refuse NaN/inf or out-of-bounds action chunks (logged; for debugging only)"
 
 
 def _add_policy_parsers(sub: Any) -> None:

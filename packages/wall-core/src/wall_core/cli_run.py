@@ -9,8 +9,17 @@ import json
 import logging
 from typing import Any
 
-__all__ = ["add_run_parser", "cmd_run"]
+__all__ = ["UNCHECKED", "action_checks", "add_run_parser", "cmd_run"]
 logger = logging.getLogger("wall")
+UNCHECKED = "do not refuse NaN/inf or out-of-bounds action chunks (logged; for debugging only)"
+
+
+def action_checks(args: argparse.Namespace) -> bool:
+    """False for ``--no-action-checks`` (logged as a warning), else True (``wall eval``, ``run``, ``serve``)."""
+    if getattr(args, "no_action_checks", False):
+        logger.warning("--no-action-checks: action chunks are NOT checked for NaN/inf or the policy's bounds")
+        return False
+    return True
 
 
 class _WithDataset:
@@ -90,12 +99,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .policy import WallPolicy
 
-    policy = WallPolicy.from_pretrained(args.policy, guidance_weight=args.beta)
+    check = action_checks(args)
+    policy = WallPolicy.from_pretrained(args.policy, guidance_weight=args.beta, check_actions=check)
     robot = _make_robot(args, policy)
     runner: Any = policy if args.dataset is None else _WithDataset(policy, args.dataset)
     report = wall_robots.evaluate(
         runner, [args.task], args.episodes, robot=robot, max_steps=args.steps, fps=args.fps,
         execute_steps=args.execute_steps, mode=args.strategy, delay=args.delay, unsafe_robot=args.unsafe,
+        check_actions=check,
     )  # fmt: skip
     logger.info("%s", report.table())
     if report.safety:
@@ -133,5 +144,6 @@ def add_run_parser(sub: Any) -> None:
         "--margin", type=float, default=0.05, help="widen the policy's action range by this fraction"
     )
     r.add_argument("--unsafe", action="store_true", help="drive the robot WITHOUT safety limits (logged)")
+    r.add_argument("--no-action-checks", action="store_true", help=UNCHECKED)
     r.add_argument("--out", help="write eval.md / eval.json here")
     r.set_defaults(fn=cmd_run)

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import save_model
 from torch import Tensor
 
-from wall_flow import rtc_sample
+from wall_flow import prefix_sample, rtc_sample
 from wall_robots.robot import UnsafeActionError
 
 from . import policy_checks, policy_contract
@@ -46,7 +46,10 @@ class WallPolicy:
 
     Real-time chunking: ``infer(obs, prefix_actions, delay)`` samples the next chunk guided so that its first
     ``delay`` actions agree with ``prefix_actions`` (the previous chunk's actions that still execute while this
-    one is computed; :func:`wall_flow.rtc_sample`, guidance-weight clip ``guidance_weight``, Euler only).
+    one is computed). ``rtc_mode="guidance"`` (default, any flow model): prefix-guided sampling
+    (:func:`wall_flow.rtc_sample`, guidance-weight clip ``guidance_weight``, Euler only); ``"prefix"`` (for a
+    model trained with training-time RTC, ``objective.rtc_max_delay`` > 0, which saves this mode): the first
+    ``delay`` steps are the prefix itself, fed as clean actions at t = 1 (:func:`wall_flow.prefix_sample`).
 
     Every chunk is checked before it is returned (``check_actions=True``, the default): NaN/inf or values
     outside the declared bounds (:meth:`contract`, from the action stats widened by ``action_margin`` x their
@@ -68,6 +71,7 @@ class WallPolicy:
         guidance_weight: float = 5.0,
         check_actions: bool = True,
         action_margin: float = 1.0,
+        rtc_mode: str = "guidance",
     ) -> None:
         if mode not in ("flow", "discrete"):
             raise ValueError(f"mode must be 'flow' or 'discrete', got {mode!r}")
@@ -85,7 +89,9 @@ class WallPolicy:
             raise ValueError("need discrete_retries >= 0 and retry_temperature > 0")
         if not guidance_weight >= 0:
             raise ValueError(f"guidance_weight (the RTC clip beta) must be >= 0, got {guidance_weight}")
-        self.guidance_weight = float(guidance_weight)
+        if rtc_mode not in ("guidance", "prefix"):
+            raise ValueError(f"rtc_mode must be 'guidance' or 'prefix' (training-time RTC), got {rtc_mode!r}")
+        self.guidance_weight, self.rtc_mode = float(guidance_weight), rtc_mode
         self.model, self.pipeline = model.eval(), pipeline
         self.num_steps, self.method, self.mode = num_steps, method, mode
         self.generator = torch.Generator().manual_seed(seed)
@@ -206,10 +212,14 @@ class WallPolicy:
         def velocity(x: Tensor, t: Tensor) -> Tensor:
             return model.flow_forward(x, t, cache, batch.dof_mask)
 
-        x = rtc_sample(
-            velocity, noise, prefix, delay, beta=self.guidance_weight,
-            num_steps=self.num_steps or model.flow.num_steps, t1=model.flow.t_end, dof_mask=dm2,
-        )  # fmt: skip
+        steps = self.num_steps or model.flow.num_steps
+        if self.rtc_mode == "prefix":
+            x = prefix_sample(velocity, noise, prefix, delay, num_steps=steps, t1=model.flow.t_end)
+        else:
+            x = rtc_sample(
+                velocity, noise, prefix, delay, beta=self.guidance_weight, num_steps=steps,
+                t1=model.flow.t_end, dof_mask=dm2,
+            )  # fmt: skip
         return x * (dm if dm.dim() == 3 else dm[:, None, :])
 
     def _discrete_chunk(self, batch: WallBatch) -> tuple[Tensor, Tensor]:
@@ -287,6 +297,7 @@ class WallPolicy:
                         "num_steps": self.num_steps,
                         "method": self.method,
                         "guidance_weight": self.guidance_weight,
+                        "rtc_mode": self.rtc_mode,
                     },
                 }
             ),

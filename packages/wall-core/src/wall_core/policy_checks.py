@@ -3,7 +3,7 @@ config, weights of the right dtypes and shapes with finite values.
 
 A policy folder (written by ``WallPolicy.save_pretrained`` or by ``wall convert --to ours``)::
 
-    config.yaml          {format_version: 1, model: {every WallVLAConfig field}, policy: {num_steps, method}}
+    config.yaml          {format_version: 1, model: {every WallVLAConfig field}, policy: {num_steps, method, ...}}
     model.safetensors    the model's tensors
     pipeline/            the processing pipeline (see wall_core.processing.base)
     checksums.json       {"algorithm": "sha256", "files": {relative path: sha256}} of everything above
@@ -53,6 +53,7 @@ POLICY_KEYS: dict[str, type | tuple[type, ...]] = {
     "check_actions": bool,
     "action_margin": (int, float),
     "guidance_weight": (int, float),
+    "rtc_mode": str,
 }
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 

@@ -24,7 +24,7 @@ from .modules import (
     joint_attention,
 )
 from .paths import LinearPath, PathSample, expand_time
-from .rtc import guidance_weight, rtc_sample, soft_mask
+from .rtc import guidance_weight, prefix_sample, prefix_times, rtc_sample, soft_mask
 from .solvers import EVALS_PER_STEP, SOLVERS, sample, time_grid
 from .timesamplers import (
     BetaTimeSampler,
@@ -67,6 +67,8 @@ __all__ = [
     "guidance_weight",
     "joint_attention",
     "masked_mean",
+    "prefix_sample",
+    "prefix_times",
     "rtc_sample",
     "sample",
     "soft_mask",

@@ -148,7 +148,8 @@ class ActionInputProjector(nn.Module):
         self.w3 = nn.Linear(width, width, bias=bias)
 
     def forward(self, x_t: Tensor, t: Tensor, dof_mask: Tensor | None = None) -> Tensor:
-        """x_t [B, H, D], t [B], dof_mask [B, D] / [B, H, D] (None = all real) -> [B, H, width]."""
+        """x_t [B, H, D], t [B] (or per-step times [B, H]: training-time RTC gives the clean prefix steps t = 1),
+        dof_mask [B, D] / [B, H, D] (None = all real) -> [B, H, width]."""
         if x_t.shape[-1] != self.action_dim:
             raise ValueError(f"actions have {x_t.shape[-1]} dims, projector expects {self.action_dim}")
         x_t = x_t.to(self.w1.weight.dtype)  # bf16-true: float32 inputs meet bf16 weights
@@ -159,7 +160,10 @@ class ActionInputProjector(nn.Module):
         )
         x_in = x_t * m if self.mask_input == "masked" else x_t
         a = self.w1(torch.cat([x_in, m], dim=-1))
-        te = self.time(t).to(a.dtype)[:, None, :].expand_as(a)
+        if t.dim() == 2 and t.shape != x_t.shape[:2]:
+            raise ValueError(f"per-step times must be [B, H] = {tuple(x_t.shape[:2])}, got {tuple(t.shape)}")
+        te = self.time(t.reshape(-1)).to(a.dtype).reshape(*t.shape, -1)
+        te = te[:, None, :].expand_as(a) if t.dim() == 1 else te
         return self.w3(F.silu(self.w2(torch.cat([a, te], dim=-1))))
 
 
@@ -320,6 +324,10 @@ class ActionExpert(nn.Module):
         """Expert hidden states after the final norm [B, H, width]; ``collect`` receives each layer's output."""
         if prefix_kv is not None and len(prefix_kv) != len(self.layers):
             raise ValueError(f"prefix_kv has {len(prefix_kv)} layers, the expert has {len(self.layers)}")
+        if t.dim() == 2 and self.time_mlp is not None:
+            raise ValueError(
+                "per-step times [B, H] (training-time RTC) need time_cond='concat'; adaRMS is per row"
+            )
         h = self.proj_in(x_t, t, dof_mask)
         cond = self.time_mlp(self.proj_in.time(t).to(h.dtype)) if self.time_mlp is not None else None
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()

@@ -18,6 +18,12 @@ velocity, the clipped weight and the exponential soft mask; beta = 5 there) and 
 names the ramp's end ``execution_horizon`` (= ``H - s`` here), and defaults to a linear ramp and beta = 10.
 Padded action dims can be left out of the guidance with ``dof_mask`` (their error would otherwise feed back
 into the real dims through the Jacobian).
+
+Training-time RTC (the alternative to guidance: condition on the prefix instead of steering towards it): the
+model is trained with a clean action prefix of a random
+d steps (:class:`wall_flow.FlowMatching` ``rtc_max_delay``) whose steps carry the time of data (t = 1,
+:func:`prefix_times`) and no loss; at inference :func:`prefix_sample` feeds the executing actions in the same
+way, so no gradient through the model is needed.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from torch import Tensor
 
 from .solvers import VelocityFn, time_grid
 
-__all__ = ["guidance_weight", "rtc_sample", "soft_mask"]
+__all__ = ["guidance_weight", "prefix_sample", "prefix_times", "rtc_sample", "soft_mask"]
 
 
 def soft_mask(action_horizon: int, delay: int, execution_horizon: int | None = None) -> Tensor:
@@ -144,3 +150,44 @@ def rtc_sample(
             (g,) = torch.autograd.grad(x1_hat, xg, grad_outputs=W * (y - x1_hat.detach()))
         x = x.detach() + dt * (v.detach() + w * g)
     return x.detach()
+
+
+def prefix_times(t: Tensor, prefix_mask: Tensor) -> Tensor:
+    """Per-step flow times [B, H] for training-time RTC: the row's time ``t`` [B], and 1.0 (data) on the clean
+    prefix steps ``prefix_mask`` [B, H] bool."""
+    if prefix_mask.dim() != 2 or t.shape != prefix_mask.shape[:1]:
+        raise ValueError(
+            f"need t [B] and prefix_mask [B, H], got {tuple(t.shape)} and {tuple(prefix_mask.shape)}"
+        )
+    return torch.where(prefix_mask, torch.ones_like(t)[:, None], t[:, None].expand(prefix_mask.shape))
+
+
+def prefix_sample(
+    velocity_fn: VelocityFn,
+    x0: Tensor,
+    prefix_actions: Tensor,
+    delay: int,
+    num_steps: int = 10,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    **cond: Any,
+) -> Tensor:
+    """Euler sampling for a model trained with training-time RTC: the first ``delay`` steps are the clean
+    ``prefix_actions`` [B, P, A] (P >= delay) at time 1 throughout (:func:`prefix_times`); the other steps
+    integrate from ``x0`` [B, H, A] at ``t0`` to ``t1``.
+
+    ``velocity_fn(x [B, H, A], t [B, H], **cond) -> v [B, H, A]`` must accept per-step times. Returns x(t1)
+    [B, H, A] whose first ``delay`` steps equal the prefix exactly. ``delay = 0`` is plain Euler sampling (with
+    times given per step)."""
+    _check(x0, prefix_actions, delay)
+    B, H, _ = x0.shape
+    mask = (torch.arange(H, device=x0.device) < delay)[None, :].expand(B, H)
+    y = torch.zeros_like(x0)
+    y[:, :delay] = prefix_actions[:, :delay].to(x0.dtype)
+    keep = mask[:, :, None]
+    grid = time_grid(num_steps, t0, t1)
+    x = torch.where(keep, y, x0)
+    for k in range(num_steps):
+        t = prefix_times(torch.full((B,), grid[k], dtype=x0.dtype, device=x0.device), mask)
+        x = torch.where(keep, y, x + (grid[k + 1] - grid[k]) * velocity_fn(x, t, **cond))
+    return x

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from wall_flow import ActionExpert, BetaTimeSampler, FlowMatching, Generators, joint_attention
+from wall_flow import ActionExpert, BetaTimeSampler, FlowMatching, Generators, joint_attention, prefix_times
 
 from ..backbones import BackboneAdapter, create_backbone
 from .batch import WallBatch
@@ -249,7 +249,7 @@ class WallVLA(DecodingMixin, nn.Module):
         bridge_scale: float = 1.0,
         collect: list[Tensor] | None = None,
     ) -> Tensor:
-        """Expert hidden states [B, H, W_e] after the final expert norm for x_t [B, H, A] at t [B].
+        """Expert hidden states [B, H, W_e] after the final expert norm for x_t [B, H, A] at t [B] (or [B, H]).
 
         The H flow slots sit right after the prompt (positions from :func:`flow_positions`), attend to the
         valid non-action prefix keys and causally (or not, per config) to each other."""
@@ -273,7 +273,8 @@ class WallVLA(DecodingMixin, nn.Module):
         bridge: str = "full",
         bridge_scale: float = 1.0,
     ) -> Tensor:
-        """Velocity [B, H, A] at noisy actions x_t [B, H, A], times t [B], over a prefix cache."""
+        """Velocity [B, H, A] at noisy actions x_t [B, H, A], times t [B] (or per step [B, H]), over a prefix
+        cache."""
         return self.expert.proj_out(self.flow_hidden(x_t, t, prefix, dof_mask, bridge, bridge_scale))
 
     # --- training forward ---------------------------------------------------------------------------------------
@@ -318,7 +319,10 @@ class WallVLA(DecodingMixin, nn.Module):
             ps = self.flow.draw(
                 batch.actions, generator=generator, t=t, noise=noise, rtc_max_delay=rtc_max_delay
             )
-            out.v_pred = self.flow_forward(ps.x_t, ps.t, prefix, batch.dof_mask, bridge, bridge_scale)
+            t_in = (
+                ps.t if ps.prefix_mask is None else prefix_times(ps.t, ps.prefix_mask)
+            )  # clean prefix: t = 1
+            out.v_pred = self.flow_forward(ps.x_t, t_in, prefix, batch.dof_mask, bridge, bridge_scale)
             out.x0, out.x1, out.t, out.action_loss_mask = ps.x0, ps.x1, ps.t, batch.action_loss_mask
             if ps.prefix_mask is not None and out.action_loss_mask is not None:
                 keep = (~ps.prefix_mask)[:, :, None].to(out.action_loss_mask.dtype)

@@ -207,11 +207,12 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 def as_tensor(x: Any, key: str) -> Tensor:
     """Wrap numpy arrays / lists / scalars as a torch tensor (no copy for numpy, except a view with negative
-    strides such as ``img[::-1]``, which torch cannot wrap; dtype kept)."""
+    strides such as ``img[::-1]``, which torch cannot wrap, and a read-only array such as one decoded from a
+    msgpack frame, which torch would share while warning that writes are undefined; dtype kept)."""
     if isinstance(x, Tensor):
         return x
-    if isinstance(x, np.ndarray) and any(s < 0 for s in x.strides):
-        x = np.ascontiguousarray(x)
+    if isinstance(x, np.ndarray) and (any(s < 0 for s in x.strides) or not x.flags.writeable):
+        x = np.array(x, order="C", copy=True)
     try:
         return torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError) as e:

@@ -12,7 +12,7 @@ from .base import PipelineKeyError
 from .collate import Collate
 from .images import ImageConversion
 from .keys import ACTION, STATE, KeyMapping, ObservationContract
-from .layout import CropToEmbodiment, PadToEmbodiment, embodiment_from_stats
+from .layout import NAN_IS_MISSING, CropToEmbodiment, PadToEmbodiment, embodiment_from_stats
 from .normalize import Normalize, Unnormalize
 from .normalize_ar import NormalizeAR
 from .pipeline import Pipeline
@@ -115,7 +115,8 @@ def _robot_input_steps(
     """The input steps between KeyMapping and the prompt step: ObservationContract -> (ToRelativeActions) ->
     ImageConversion -> (NormalizeAR) -> Normalize -> PadToEmbodiment."""
     cfg = model.config
-    robots = {ds: {"state_dim": s.state_dim, "action_dim": s.action_dim} for ds, s in specs.items()}
+    robots = {ds: {"state_dim": s.state_dim, "action_dim": s.action_dim,
+                   "nan_is_missing": bool(s.meta.get(NAN_IS_MISSING))} for ds, s in specs.items()}  # fmt: skip
     return [
         ObservationContract(cfg.cameras, cfg.action_horizon, robots),
         *([ToRelativeActions(relative)] if relative else []),

@@ -145,15 +145,20 @@ class ObservationContract(SampleStep):
     Args:
         cameras: the model's camera keys, in slot order.
         action_horizon: H.
-        robots: ``{dataset: {"state_dim": S_robot, "action_dim": A_robot}}``.
+        robots: ``{dataset: {"state_dim": S_robot, "action_dim": A_robot}}``, plus ``"nan_is_missing": True``
+            for a robot whose state / action may mark a missing dim with NaN (its EmbodimentSpec allows it;
+            :class:`PadToEmbodiment` masks those dims); inf is refused always, NaN for every other robot.
     """
 
     def __init__(
         self, cameras: Sequence[str], action_horizon: int, robots: Mapping[str, Mapping[str, int]]
     ) -> None:
         self.cameras, self.action_horizon = list(cameras), int(action_horizon)
-        self.robots = {k: {"state_dim": int(v["state_dim"]), "action_dim": int(v["action_dim"])}
-                       for k, v in robots.items()}  # fmt: skip
+        self.robots: dict[str, dict[str, int]] = {}
+        for k, v in robots.items():
+            self.robots[k] = {"state_dim": int(v["state_dim"]), "action_dim": int(v["action_dim"])}
+            if v.get("nan_is_missing"):
+                self.robots[k]["nan_is_missing"] = True
 
     def config(self) -> dict[str, Any]:
         return dict(cameras=self.cameras, action_horizon=self.action_horizon, robots=self.robots)
@@ -189,8 +194,16 @@ class ObservationContract(SampleStep):
                 f"{key!r} has {x.shape[-1] if x.ndim else 0} dims, stats have {shape[-1]} (dataset {ds!r} expects "
                 f"{_form(shape, 'float')}, got shape {tuple(x.shape)})"
             )
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{key!r} contains NaN/inf")
+        if self.robots[ds].get("nan_is_missing"):
+            if torch.isinf(x).any():
+                raise ValueError(
+                    f"{key!r} contains inf (dataset {ds!r} marks missing dims with NaN, never inf)"
+                )
+        elif not torch.isfinite(x).all():
+            raise ValueError(
+                f"{key!r} contains NaN/inf (dataset {ds!r}); if NaN marks a missing dim, set the robot's "
+                "EmbodimentSpec.meta['nan_is_missing'] = True"
+            )
         return x
 
     def _check_image(self, sample: Sample, key: str) -> torch.Tensor:

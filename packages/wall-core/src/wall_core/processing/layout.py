@@ -19,8 +19,10 @@ import wall_data
 
 from .base import ActionStep, PipelineKeyError, PipelineLoadError, Sample, SampleStep, register_step
 from .keys import ACTION, PAD, STATE, is_vqa
+from .normalize_ar import AR_KEY
 
 __all__ = [
+    "NAN_IS_MISSING",
     "CropToEmbodiment",
     "PadToEmbodiment",
     "embodiment_from_stats",
@@ -30,6 +32,9 @@ __all__ = [
     "spec_to_json",
 ]
 DELTA_ACTIONS = "delta_actions"  # EmbodimentSpec.meta key: names of the action dims that are deltas
+NAN_IS_MISSING = (
+    "nan_is_missing"  # EmbodimentSpec.meta key: True = a NaN state / action value is a missing dim
+)
 
 
 def spec_to_json(spec: wall_data.EmbodimentSpec) -> dict[str, Any]:
@@ -119,7 +124,9 @@ class PadToEmbodiment(SampleStep):
     Produces ``state`` float32 [S], ``state_mask`` bool [S], ``actions`` float32 [H, A], ``dof_mask`` float
     [A] (1 = real DOF), ``action_loss_mask`` float [H, A] (= dof_mask x not ``action_is_pad``; zeros when the
     sample has no actions). VQA samples get zeros and all-False masks. A robot sample without
-    ``observation.state`` (when its spec has state dims) is an error.
+    ``observation.state`` (when its spec has state dims) is an error. When the robot's spec allows it
+    (``spec.meta["nan_is_missing"]``), a NaN state dim becomes 0 with ``state_mask`` False and a NaN action
+    entry 0 with ``action_loss_mask`` 0 (its AR chunk entry 0); a NaN for any other robot is an error.
 
     Args:
         state_dim, action_dim: widths S and A of the model's padded space.
@@ -171,11 +178,23 @@ class PadToEmbodiment(SampleStep):
 
     def _pad_state(self, x: Tensor, dataset: str) -> tuple[Tensor, Tensor]:
         slots, src = self._state[dataset]
+        v = x.to(torch.float32)[src]
+        known = ~torch.isnan(v)  # NaN marks a missing dim (checked allowed by _known)
         out = torch.zeros(self.space.state_dim, dtype=torch.float32)
-        out[slots] = x.to(torch.float32)[src]
+        out[slots] = torch.where(known, v, torch.zeros_like(v))
         mask = torch.zeros(self.space.state_dim, dtype=torch.bool)
-        mask[slots] = True
+        mask[slots] = known
         return out, mask
+
+    def _known(self, x: Tensor, spec: wall_data.EmbodimentSpec, key: str) -> Tensor:
+        """Bool mask of the non-NaN entries of ``x``; NaN in a robot whose spec does not allow it is an error."""
+        known = ~torch.isnan(x)
+        if not bool(known.all()) and not spec.meta.get(NAN_IS_MISSING):
+            raise ValueError(
+                f"{key!r} of robot {spec.name!r} contains NaN; if NaN marks a missing dim, set its "
+                f"EmbodimentSpec.meta[{NAN_IS_MISSING!r}] = True"
+            )
+        return known
 
     def __call__(self, sample: Sample) -> Sample:
         """Add ``state``, ``state_mask``, ``actions``, ``dof_mask``, ``action_loss_mask`` (see class doc)."""
@@ -193,13 +212,19 @@ class PadToEmbodiment(SampleStep):
                 raise PipelineKeyError(
                     f"observation for {ds!r} lacks 'observation.state' ({spec.state_dim} dims)"
                 )
+            self._known(torch.as_tensor(sample[STATE]), spec, STATE)
             out["state"], out["state_mask"] = self._pad_state(sample[STATE], ds)
         slots, _ = self._action[ds]
         out["dof_mask"][slots] = 1.0
         if ACTION in sample:
-            out["actions"] = self.pad_actions(sample[ACTION].to(torch.float32), ds)
+            act = sample[ACTION].to(torch.float32)
+            known = self._known(act, spec, ACTION)
+            out["actions"] = self.pad_actions(torch.where(known, act, torch.zeros_like(act)), ds)
             keep = ~sample[PAD] if PAD in sample else torch.ones(h, dtype=torch.bool)
-            out["action_loss_mask"] = out["dof_mask"][None, :] * keep[:, None].to(torch.float32)
+            seen = self.pad_actions(known.to(torch.float32), ds)  # [H, A]: 0 at missing entries
+            out["action_loss_mask"] = out["dof_mask"][None, :] * keep[:, None].to(torch.float32) * seen
+            if AR_KEY in sample:
+                out[AR_KEY] = torch.nan_to_num(torch.as_tensor(sample[AR_KEY]), nan=0.0)
         return out
 
 

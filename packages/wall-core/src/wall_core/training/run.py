@@ -87,6 +87,7 @@ class ObjectiveConfig:
     bridge: str = "full"
     bridge_scale: float = 1.0
     ce: str = "pooled"  # one CE over all supervised tokens (release) or "separate" means
+    rtc_max_delay: int = 0  # training-time RTC: clean action prefixes of d ~ U{0..max} steps; 0 = off
 
 
 @dataclass
@@ -368,8 +369,9 @@ def train(
             logger.warning("resuming %s with changed settings (allowed): %s", resume, changed)
     ob = cfg.objective
     objective = WallObjective(
-        ob.w_text_ce, ob.w_action_ce, ob.w_flow, ob.bridge, ob.bridge_scale, cfg.model.flow_space, ob.ce
-    )
+        ob.w_text_ce, ob.w_action_ce, ob.w_flow, ob.bridge, ob.bridge_scale, cfg.model.flow_space, ob.ce,
+        ob.rtc_max_delay,
+    )  # fmt: skip
     tc = cfg.trainer
     guard = NonFiniteGuard(tc.on_nonfinite, tc.max_nonfinite_skips)
     module = WallLightningModule(
@@ -396,7 +398,8 @@ def train(
         logger.warning("%d optimiser step(s) skipped for non-finite loss/gradients", guard.skipped)
     if any(pipeline.counts().values()):  # DataLoader workers count in their own copies (data.num_workers > 0)
         logger.warning("text limits (data.max_prompt_tokens / max_answer_tokens): %s", pipeline.counts())
-    policy = WallPolicy(model, pipeline)
+    # a model trained with clean action prefixes is served the same way (prefix conditioning, not guidance)
+    policy = WallPolicy(model, pipeline, rtc_mode="prefix" if ob.rtc_max_delay > 0 else "guidance")
     if trainer.is_global_zero:  # one writer under data parallelism (every rank holds the same weights)
         policy.save_pretrained(out / "policy")
         OmegaConf.save(OmegaConf.structured(cfg), out / "train_config.yaml")
