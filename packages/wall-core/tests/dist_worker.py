@@ -3,7 +3,9 @@
 ``python dist_worker.py DATA OUT --devices N --batch-size B --steps S [--resume CKPT] [--save-at K]``:
 trains the tiny config below with Lightning (``--strategy`` ddp or fsdp2 over gloo when ``--devices`` > 1;
 Lightning re-launches this script for the other ranks) and writes, on rank 0, ``OUT/policy/model.safetensors``,
-``OUT/history.json`` and, with ``--save-at K``, ``OUT/step{K}.ckpt`` saved after step K.
+``OUT/history.json`` and, with ``--save-at K``, ``OUT/step{K}.ckpt`` saved after step K (a folder of shards
+under fsdp2). ``--precision`` / ``--activation-checkpointing`` set those trainer keys; ``--probe-dtypes``
+writes ``OUT/dtypes.json``: the input dtype each watched module saw in the first step (rank 0).
 
 The config is chosen so every rank's loss has the same denominator (data-parallel gradients are the mean
 of the per-rank means): every row is a robot row, the bin tokenizer gives every chunk the same number of
@@ -13,6 +15,7 @@ action tokens, the tasks have equal token counts and the flow loss is the releas
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import lightning as L
@@ -55,6 +58,38 @@ class SaveAt(L.Callback):
             trainer.save_checkpoint(self.path, weights_only=False)
 
 
+WATCH = ("layers.0.input_layernorm", "layers.0.self_attn.q_proj", "expert.layers.0.norm_in",
+         "expert.layers.0.qkv_proj", "expert.proj_in", "expert.proj_out", "state_proj")  # fmt: skip
+
+
+class DtypeProbe(L.Callback):
+    """Record the dtype of the first floating input of each :data:`WATCH` module (first call) to ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.seen = path, {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for name, m in pl_module.model.named_modules():
+            if name.endswith(WATCH):
+                m.register_forward_pre_hook(self._hook(name), with_kwargs=True)
+
+    def _hook(self, name: str):
+        def pre(_m, args, kwargs):
+            floats = [
+                a
+                for a in [*args, *kwargs.values()]
+                if hasattr(a, "is_floating_point") and a.is_floating_point()
+            ]
+            if floats:
+                self.seen.setdefault(name, str(floats[0].dtype))
+
+        return pre
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.path.write_text(json.dumps(self.seen))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("data")
@@ -65,6 +100,9 @@ def main() -> None:
     ap.add_argument("--resume", default=None)
     ap.add_argument("--save-at", type=int, default=0)
     ap.add_argument("--strategy", default="ddp", help="ddp | fsdp2 (with --devices > 1)")
+    ap.add_argument("--precision", default="32-true")
+    ap.add_argument("--activation-checkpointing", action="store_true")
+    ap.add_argument("--probe-dtypes", action="store_true")
     a = ap.parse_args()
     ddp = a.devices > 1
     cfg = load_config(None, [
@@ -73,13 +111,19 @@ def main() -> None:
         "model.cameras=[observation.images.cam]", "model.flow_loss_reduction=all", "tokenizer.kind=bins",
         "trainer.enable_progress_bar=false", "model.backbone_overrides={num_layers: 2}", "trainer.flow_noise=sample",
         "trainer.accelerator=cpu", f"trainer.devices={a.devices}", f"trainer.strategy={a.strategy if ddp else 'auto'}",
-        "checkpoint_every=1000", "resume_allow_changes=[trainer.devices,trainer.strategy,data.batch_size]",
+        "checkpoint_every=1000", f"trainer.precision={a.precision}",
+        f"trainer.activation_checkpointing={str(a.activation_checkpointing).lower()}",
+        "resume_allow_changes=[trainer.devices,trainer.strategy,data.batch_size,trainer.activation_checkpointing]",
     ])  # fmt: skip
     cfg.tokenizer.options = {"num_bins": 32}
     cfg.data.datasets = [{"root": a.data, "kind": "lerobot", "name": "toy"}]
     cfg.resume = a.resume
+    cfg.resume_verify = not (a.resume and Path(a.resume).is_dir())  # shards carry no .sha256
     out = Path(a.out)
-    train(cfg, callbacks=[SaveAt(a.save_at, out / f"step{a.save_at}.ckpt")] if a.save_at else None)
+    callbacks: list[L.Callback] = [SaveAt(a.save_at, out / f"step{a.save_at}.ckpt")] if a.save_at else []
+    if a.probe_dtypes:
+        callbacks.append(DtypeProbe(out / "dtypes.json"))
+    train(cfg, callbacks=callbacks or None)
 
 
 if __name__ == "__main__":

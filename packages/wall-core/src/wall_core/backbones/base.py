@@ -4,7 +4,8 @@ A backbone adapter owns a transformers decoder (its layers must offer ``input_la
 ``self_attn.{q,k,v,o}_proj``, ``post_attention_layernorm`` and ``mlp``, as Qwen2/Qwen2.5/Llama-family layers
 do), a vision encoder that turns images into token embeddings, a rotary embedding, and a text tokenizer.
 Adding a backbone = subclass :class:`BackboneAdapter`, implement :meth:`encode_images`,
-:meth:`num_image_tokens` and :meth:`rope`, and decorate it with ``@register_backbone("name")``.
+:meth:`num_image_tokens` and :meth:`rope` (and :meth:`set_vision_checkpointing` for activation checkpointing),
+and decorate it with ``@register_backbone("name")``.
 """
 
 from __future__ import annotations

@@ -28,8 +28,17 @@ def checksum_path(ckpt: str | Path) -> Path:
 
 def verify_checkpoint(ckpt: str | Path, required: bool = True) -> None:
     """Raise ``ValueError`` naming ``ckpt`` when its sha256 differs from its ``.sha256`` file (or that file is
-    unreadable). A checkpoint without one is an error when ``required`` (``resume_verify``), else a warning."""
+    unreadable). A checkpoint without one is an error when ``required`` (``resume_verify``), else a warning.
+    A sharded (fsdp2) checkpoint folder has no checksums: an error when ``required``, else a warning."""
     ckpt, side = Path(ckpt), checksum_path(ckpt)
+    if ckpt.is_dir():
+        if required:
+            raise ValueError(
+                f"resume checkpoint {ckpt} is a sharded (fsdp2) folder, whose shards carry no .sha256; set "
+                "resume_verify=false to resume it unchecked"
+            )
+        logger.warning("%s is a sharded checkpoint folder: its integrity cannot be checked", ckpt)
+        return
     if not side.is_file():
         if required:
             raise ValueError(

@@ -7,6 +7,15 @@ decoder layer, vision block and action-expert layer in its own FSDP unit, then t
 embeddings, heads and action paths). :func:`consolidate_checkpoint` reads such a sharded checkpoint in one
 process, without a process group, into a fresh model and writes the single ``model.safetensors`` that
 :class:`~wall_core.policy.WallPolicy` loads.
+
+Mixed precision (``trainer.precision`` ``bf16-mixed`` or ``bf16-true`` with ``fsdp2``): FSDP2's own
+``MixedPrecisionPolicy`` instead of Lightning's plugins. The sharded parameters (what the optimiser steps)
+stay fp32; each unit all-gathers them as bf16 for compute and reduce-scatters gradients in fp32. The fp32
+modules of :mod:`~wall_core.training.precision` (every norm, ``expert.proj_in``, ``expert.proj_out``,
+``state_proj``: one list, :func:`~wall_core.training.precision.fp32_module_names`) are sharded first as
+units of their own with an fp32 policy: they gather fp32 weights, cast their inputs to fp32 and their
+outputs back to bf16 (``expert.proj_out`` keeps its fp32 velocity). The root unit does not cast its inputs,
+so a batch's actions, noise and state reach those modules in fp32.
 """
 
 from __future__ import annotations
@@ -18,7 +27,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["consolidate_checkpoint", "fsdp2_strategy", "full_state_dict", "shard_model", "shard_units"]
+__all__ = [
+    "BF16",
+    "consolidate_checkpoint",
+    "fsdp2_strategy",
+    "full_state_dict",
+    "precision_policies",
+    "shard_model",
+    "shard_units",
+]
+BF16 = ("bf16-mixed", "bf16-true")  # precisions FSDP2 runs with its MixedPrecisionPolicy
 logger = logging.getLogger(__name__)
 
 
@@ -42,20 +60,57 @@ def shard_units(model: Any) -> list[nn.Module | list[nn.Module]]:
     return units
 
 
-def shard_model(model: nn.Module, mesh: Any, mp_policy: Any = None) -> nn.Module:
+def precision_policies(precision: str) -> dict[str, Any]:
+    """FSDP2 policies for a ``trainer.precision`` string: ``{"unit", "root", "fp32", "fp32_out"}``
+    (``MixedPrecisionPolicy`` each; module docstring) for :data:`BF16`, ``{}`` (FSDP's default: no casts)
+    for fp32 ("32-true" / "32"); ``ValueError`` for anything else."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy as MP
+
+    if precision in ("32-true", "32"):
+        return {}
+    if precision not in BF16:
+        raise ValueError(f"trainer.precision={precision!r} under fsdp2: use 32-true, bf16-mixed or bf16-true")
+    bf16, fp32 = torch.bfloat16, torch.float32
+    return {
+        "unit": MP(param_dtype=bf16, reduce_dtype=fp32),
+        "root": MP(param_dtype=bf16, reduce_dtype=fp32, cast_forward_inputs=False),
+        "fp32": MP(param_dtype=fp32, reduce_dtype=fp32, output_dtype=bf16),
+        "fp32_out": MP(param_dtype=fp32, reduce_dtype=fp32),
+    }
+
+
+def _shard_fp32_modules(model: nn.Module, mesh: Any, policies: dict[str, Any]) -> int:
+    """``fully_shard`` each fp32 module (precision.py's list) with the fp32 policy -> how many."""
+    from torch.distributed.fsdp import fully_shard
+
+    from .precision import fp32_module_names, keeps_fp32_output
+
+    names = fp32_module_names(model)
+    for name in names:
+        policy = policies["fp32_out" if keeps_fp32_output(name) else "fp32"]
+        fully_shard(model.get_submodule(name), mesh=mesh, mp_policy=policy)
+    return len(names)
+
+
+def shard_model(model: nn.Module, mesh: Any, precision: str = "32-true") -> nn.Module:
     """In place: ``fully_shard`` each of :func:`shard_units` over ``mesh`` (a 1-D data-parallel
-    ``DeviceMesh``), then the model itself -> the model. Already-sharded models are returned unchanged."""
+    ``DeviceMesh``), then the model itself -> the model. With a bf16 ``precision`` (:func:`precision_policies`)
+    the fp32 modules become units of their own first. Already-sharded models are returned unchanged."""
     from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
     if isinstance(model, FSDPModule):
         return model
-    kw: dict[str, Any] = {"mesh": mesh}
-    kw["mp_policy"] = mp_policy or MixedPrecisionPolicy()
+    policies = precision_policies(precision)
+    n32 = _shard_fp32_modules(model, mesh, policies) if policies else 0
     units = shard_units(model)
     for unit in units:
-        fully_shard(unit, **kw)
-    fully_shard(model, **kw)
-    logger.info("FSDP2: %d per-layer units + the root over %s", len(units), mesh)
+        if isinstance(unit, list):  # a decoder layer's group: its norms may be fp32 units already
+            unit = [m for m in unit if not isinstance(m, FSDPModule)]
+        fully_shard(unit, mesh=mesh, mp_policy=policies.get("unit", MixedPrecisionPolicy()))
+    fully_shard(model, mesh=mesh, mp_policy=policies.get("root", MixedPrecisionPolicy()))
+    logger.info(
+        "FSDP2 (%s): %d fp32 + %d per-layer units + the root over %s", precision, n32, len(units), mesh
+    )
     return model
 
 

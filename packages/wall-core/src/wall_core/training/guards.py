@@ -31,7 +31,8 @@ class NonFiniteError(RuntimeError):
 def check_resume_path(path: str | Path) -> Path:
     """Return ``path`` as a local checkpoint file, or raise ``ValueError`` / ``FileNotFoundError``.
 
-    Input: a filesystem path to a Lightning ``.ckpt``. URLs (``http://``, ``s3://``, ...) are refused: download
+    Input: a filesystem path to a Lightning ``.ckpt`` (a file, or the folder of shards an fsdp2 run
+    writes, recognised by its ``meta.pt``). URLs (``http://``, ``s3://``, ...) are refused: download
     the file yourself, check where it came from, and pass the local path.
     """
     text = str(path)
@@ -41,6 +42,8 @@ def check_resume_path(path: str | Path) -> Path:
             "be unpickled). Download it, check its source, and pass the local path"
         )
     p = Path(text).expanduser()
+    if p.is_dir() and (p / "meta.pt").is_file():  # a sharded (fsdp2) checkpoint folder
+        return p
     if not p.is_file():
         raise FileNotFoundError(
             f"resume checkpoint {p} does not exist (expected out_dir/checkpoints/last.ckpt)"

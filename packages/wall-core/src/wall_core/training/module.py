@@ -99,6 +99,7 @@ class WallLightningModule(L.LightningModule):
         self.history_every = max(1, int(history_every))
         self.history: list[dict[str, float]] = []
         self.config_text: str | None = None  # the run's YAML config, stored in every checkpoint
+        self.fsdp_precision = "32-true"  # under FSDP2: trainer.precision, applied by FSDP2's policies
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         """One batch -> the weighted loss (scalar), or ``None`` when the guard skips a non-finite loss."""
@@ -172,11 +173,12 @@ class WallLightningModule(L.LightningModule):
 
     def configure_model(self) -> None:
         """Under FSDP2 (``ModelParallelStrategy``, which sets ``device_mesh``): shard the model per layer
-        (:func:`~wall_core.training.fsdp.shard_model`); otherwise nothing."""
+        (:func:`~wall_core.training.fsdp.shard_model`) with the policies of ``fsdp_precision``; otherwise
+        nothing."""
         if self.device_mesh is not None:
             from .fsdp import shard_model
 
-            shard_model(self.model, self.device_mesh["data_parallel"])
+            shard_model(self.model, self.device_mesh["data_parallel"], self.fsdp_precision)
 
     def configure_optimizers(self) -> Any:
         opt, sched = build_optimizer(self.model, self.optim_cfg)

@@ -27,6 +27,7 @@ __all__ = [
     "Bf16TruePrecision",
     "apply_precision_policy",
     "fp32_module_names",
+    "keeps_fp32_output",
     "trainer_precision",
 ]
 FP32_PATHS = ("expert.proj_in", "expert.proj_out", "state_proj")
@@ -40,6 +41,11 @@ def _is_norm(module: nn.Module) -> bool:
 
 def _on_path(name: str, paths: tuple[str, ...]) -> bool:
     return any(name == p or name.endswith("." + p) for p in paths)
+
+
+def keeps_fp32_output(name: str) -> bool:
+    """Whether the fp32 module ``name`` hands its output on in fp32 (``expert.proj_out``: the velocity)."""
+    return _on_path(name, KEEP_FP32_OUTPUT)
 
 
 def fp32_module_names(model: nn.Module) -> list[str]:
@@ -81,7 +87,7 @@ def apply_precision_policy(model: nn.Module, compute_dtype: torch.dtype = torch.
         m.float()
         if getattr(m, _HOOKED, False):
             continue
-        pre, post = _hooks(None if _on_path(name, KEEP_FP32_OUTPUT) else compute_dtype)
+        pre, post = _hooks(None if keeps_fp32_output(name) else compute_dtype)
         m.register_forward_pre_hook(pre, with_kwargs=True)
         m.register_forward_hook(post)
         setattr(m, _HOOKED, True)

@@ -47,9 +47,11 @@ def flat_config(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _saved_config(ckpt_path: Path) -> dict[str, Any] | None:
-    """The config stored in a checkpoint (flattened), or None for a checkpoint that has none."""
+    """The config stored in a checkpoint (flattened), or None for a checkpoint that has none. A sharded
+    (fsdp2) folder keeps it in Lightning's ``meta.pt`` beside the shards."""
+    file = ckpt_path / "meta.pt" if ckpt_path.is_dir() else ckpt_path
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        ckpt = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # a truncated/corrupt/foreign file: name it
         raise ValueError(f"resume checkpoint {ckpt_path} cannot be read ({type(e).__name__}: {e})") from e
     if not isinstance(ckpt, dict):

@@ -95,7 +95,9 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = 1
     strategy: str = "auto"  # e.g. ddp; fsdp2 = per-layer FSDP2 + sharded checkpoints (training.fsdp)
-    precision: str = "32-true"  # bf16-true keeps norms + action/state paths fp32 (training.precision)
+    # bf16-true keeps norms + action/state paths fp32 (training.precision); under fsdp2 bf16-mixed and
+    # bf16-true both mean FSDP2's MixedPrecisionPolicy: fp32 shards, bf16 compute, fp32 modules (training.fsdp)
+    precision: str = "32-true"
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
     on_nonfinite: str = (
@@ -340,6 +342,11 @@ def _checked_resume(cfg: TrainConfig) -> Path | None:
             "(a run of no steps would export an untrained policy)"
         )
     resume = check_resume_path(cfg.resume) if cfg.resume else None  # before anything is read or fetched
+    if resume is not None and resume.is_dir() and cfg.trainer.strategy != "fsdp2":
+        raise ValueError(
+            f"resume={resume} is a sharded (fsdp2) checkpoint folder: resume it with trainer.strategy=fsdp2, or "
+            "write one model.safetensors from it with wall_core.training.fsdp.consolidate_checkpoint"
+        )
     if resume is not None:
         verify_checkpoint(resume, required=cfg.resume_verify)  # its .sha256, before torch reads a byte
     return resume
@@ -371,6 +378,8 @@ def train(
         model, objective, cfg.optim, cfg.seed, guard, out / "history.json", tc.log_every_n_steps, tc.flow_noise
     )  # fmt: skip
     module.config_text = config_text(cfg)
+    if tc.strategy == "fsdp2":
+        module.fsdp_precision = tc.precision
     trainer = make_trainer(cfg, out, callbacks)
     # weights_only=True: the checkpoint is unpickled only as tensors and plain containers
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)

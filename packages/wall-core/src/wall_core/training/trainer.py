@@ -9,7 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from .checkpoint_io import ChecksumCheckpointIO
-from .fsdp import fsdp2_strategy
+from .fsdp import BF16, fsdp2_strategy
 from .precision import trainer_precision
 from .progress import ProgressLog
 
@@ -26,8 +26,9 @@ def make_trainer(cfg: TrainConfig, out: Path, callbacks: list[L.Callback] | None
     ckpt = ModelCheckpoint(
         dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint_every, save_last=True, save_top_k=0
     )
-    prec = trainer_precision(tc.precision)
     fsdp2 = tc.strategy == "fsdp2"  # sharded checkpoints are folders of shards: no single-file checksum
+    # under fsdp2, bf16 is FSDP2's MixedPrecisionPolicy (WallLightningModule.fsdp_precision), not a plugin
+    prec = trainer_precision("32-true" if fsdp2 and tc.precision in BF16 else tc.precision)
     plugins = [*prec.pop("plugins", []), *([] if fsdp2 else [ChecksumCheckpointIO()])]
     strategy = fsdp2_strategy(tc.devices) if fsdp2 else tc.strategy
     return L.Trainer(
