@@ -112,3 +112,17 @@ def test_train_config_switch_reaches_the_model(toy_lerobot, tmp_path):
         model = build(cfg)[0]
         assert model.activation_checkpointing is on and model.expert.activation_checkpointing is on
         assert model.backbone.vision.grad_checkpointing is on  # timm's own switch
+
+
+def test_a_frozen_vision_tower_stays_out_of_autograd_under_checkpointing():
+    """transformers' switch also hooks the patch embeddings to require grad (for reentrant checkpointing);
+    the adapter removes that hook, so frozen vision features carry no graph."""
+    model, batch = _released()
+    model.set_activation_checkpointing(True)
+    for p in model.backbone.visual.parameters():
+        p.requires_grad_(False)
+    feats = model.backbone.encode_pixels(batch.pixel_values, batch.image_grid_thw)
+    assert feats.shape[0] > 0 and not feats.requires_grad
+    for p in model.backbone.visual.parameters():
+        p.requires_grad_(True)
+    assert model.backbone.encode_pixels(batch.pixel_values, batch.image_grid_thw).requires_grad

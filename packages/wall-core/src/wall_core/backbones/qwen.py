@@ -119,9 +119,12 @@ class QwenVLBackbone(BackboneAdapter):
 
     def set_vision_checkpointing(self, enabled: bool) -> None:
         """transformers' switch on the vision tower only (``activation_checkpointing_enable`` with
-        ``use_reentrant=False``; its blocks checkpoint their ``forward``, outside FSDP2's hooks)."""
+        ``use_reentrant=False``; its blocks checkpoint their ``forward``, outside FSDP2's hooks). The hook it
+        adds to make the patch embeddings require grad (only reentrant checkpointing needs it) is removed, so
+        a frozen tower still runs without autograd."""
         if enabled:
             self.visual.activation_checkpointing_enable({"use_reentrant": False})
+            self.visual.disable_input_require_grads()
         else:
             self.visual.activation_checkpointing_disable()
 
