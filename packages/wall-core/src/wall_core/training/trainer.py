@@ -14,7 +14,7 @@ from .precision import trainer_precision
 from .progress import ProgressLog
 
 if TYPE_CHECKING:
-    from .run import TrainConfig
+    from .config import TrainConfig
 
 __all__ = ["make_trainer"]
 
