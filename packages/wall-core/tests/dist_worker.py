@@ -7,9 +7,11 @@ Lightning re-launches this script for the other ranks) and writes, on rank 0, ``
 under fsdp2). ``--precision`` / ``--activation-checkpointing`` set those trainer keys; ``--probe-dtypes``
 writes ``OUT/dtypes.json``: the input dtype each watched module saw in the first step (rank 0).
 
-The config is chosen so every rank's loss has the same denominator (data-parallel gradients are the mean
-of the per-rank means): every row is a robot row, the bin tokenizer gives every chunk the same number of
-action tokens, the tasks have equal token counts and the flow loss is the release's "all" reduction.
+By default the config gives every rank's loss the same denominator: every row is a robot row, the bin
+tokenizer gives every chunk the same number of action tokens, the tasks have equal token counts and the flow
+loss is the release's "all" reduction. ``--uneven`` (FAST tokens, whose count varies per chunk, and the
+"valid" flow reduction, which counts padded steps out) gives the ranks different denominators;
+``--local-denominators`` turns off the objective's averaging of them over the ranks.
 """
 
 from __future__ import annotations
@@ -103,19 +105,22 @@ def main() -> None:
     ap.add_argument("--precision", default="32-true")
     ap.add_argument("--activation-checkpointing", action="store_true")
     ap.add_argument("--probe-dtypes", action="store_true")
+    ap.add_argument("--uneven", action="store_true", help="FAST tokens + valid flow reduction (module doc)")
+    ap.add_argument("--local-denominators", action="store_true")
     a = ap.parse_args()
     ddp = a.devices > 1
     cfg = load_config(None, [
         f"out_dir={a.out}", f"optim.max_steps={a.steps}", "optim.warmup_steps=1", "optim.lr=1e-3",
         f"data.batch_size={a.batch_size}", "model.action_horizon=4", "model.state_dim=8", "model.action_dim=4",
-        "model.cameras=[observation.images.cam]", "model.flow_loss_reduction=all", "tokenizer.kind=bins",
+        "model.cameras=[observation.images.cam]", f"model.flow_loss_reduction={'valid' if a.uneven else 'all'}", f"tokenizer.kind={'fast' if a.uneven else 'bins'}",
         "trainer.enable_progress_bar=false", "model.backbone_overrides={num_layers: 2}", "trainer.flow_noise=sample",
         "trainer.accelerator=cpu", f"trainer.devices={a.devices}", f"trainer.strategy={a.strategy if ddp else 'auto'}",
         "checkpoint_every=1000", f"trainer.precision={a.precision}",
         f"trainer.activation_checkpointing={str(a.activation_checkpointing).lower()}",
         "resume_allow_changes=[trainer.devices,trainer.strategy,data.batch_size,trainer.activation_checkpointing]",
     ])  # fmt: skip
-    cfg.tokenizer.options = {"num_bins": 32}
+    cfg.tokenizer.options = {"vocab_size": 64} if a.uneven else {"num_bins": 32}
+    cfg.trainer.global_loss_denominators = not a.local_denominators
     cfg.data.datasets = [{"root": a.data, "kind": "lerobot", "name": "toy"}]
     cfg.resume = a.resume
     cfg.resume_verify = not (a.resume and Path(a.resume).is_dir())  # shards carry no .sha256

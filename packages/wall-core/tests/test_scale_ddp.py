@@ -72,6 +72,22 @@ def test_ddp_matches_one_process_and_resumes_both_ways(tmp_path):
     assert _max_diff(w4, w2) <= 5e-5 and _max_diff(w4, w1) <= 5e-5
 
 
+@pytest.mark.slow  # about 2 minutes: 5 processes
+def test_ddp_with_uneven_denominators_matches_one_process(tmp_path):
+    """FAST token counts and valid flow elements differ between the ranks; the objective divides by their
+    mean over the ranks, so DDP still matches one process (same tolerances as above). With each rank's own
+    denominators (``trainer.global_loss_denominators=false``) it does not. Measured: losses 9e-8 relative and
+    weights 2.0e-5 from one process; with own denominators 9.4% and 5.9e-3."""
+    data = _worker.make_toy(tmp_path / "toy")
+    h1, w1 = _run(data, tmp_path / "single", 1, "--uneven")
+    h2, w2 = _run(data, tmp_path / "ddp", 2, "--uneven")
+    torch.testing.assert_close(torch.tensor(_losses(h2)), torch.tensor(_losses(h1)), rtol=1e-5, atol=0)
+    assert _max_diff(w1, w2) <= 5e-5
+    h3, w3 = _run(data, tmp_path / "ddp_local", 2, "--uneven", "--local-denominators")
+    rel = max(abs(a - b) / abs(b) for a, b in zip(_losses(h3), _losses(h1)))
+    assert rel > 1e-3 and _max_diff(w1, w3) > 10 * max(_max_diff(w1, w2), 1e-6), (rel, _max_diff(w1, w3))
+
+
 def test_per_row_generators_do_not_depend_on_the_batch_split():
     """What a 2-rank split draws (rows 0, 2 | 1, 3) equals what one process draws for the same rows."""
     import wall_flow

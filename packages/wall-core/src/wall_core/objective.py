@@ -11,10 +11,17 @@ same fields (text/action logits and targets, v_pred/x0/x1/t/action_loss_mask) ca
 loss is the model's :class:`~wall_flow.FlowMatching` (``model.flow``) loss. The bridge setting (full /
 scaled / insulated) is passed to the model, which applies it to the prefix keys/values the flow slots read:
 "insulated" is a stop-gradient, so the flow term sends exactly zero gradient into the backbone.
+
+Data-parallel runs: ``count_reducer`` (set by the Lightning module when there is more than one process) maps
+this process's counts (CE tokens per kind, flow loss elements) to their mean over the processes, and every
+weighted term divides its sum by that mean instead of its own count. Averaging the processes' gradients then
+gives the gradient of the global batch's loss, as one process with the whole batch computes it, however the
+tokens and valid action elements fall between processes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +139,9 @@ class WallObjective(nn.Module):
             raise ValueError(f"flow_space must be None, 'action' or 'velocity', got {flow_space!r}")
         self.weights = {"text_ce": w_text_ce, "action_ce": w_action_ce, "flow": w_flow}
         self.bridge, self.bridge_scale, self.flow_space, self.ce = bridge, bridge_scale, flow_space, ce
+        # counts [K] -> their mean over data-parallel processes (a collective: every process calls it once per
+        # weighted()); None = this batch's own counts (module docstring)
+        self.count_reducer: Callable[[Tensor], Tensor] | None = None
 
     def _need(self) -> tuple[str, ...]:
         return tuple(k for k, w in self.weights.items() if w > 0)
@@ -158,11 +168,17 @@ class WallObjective(nn.Module):
             **rtc,
         )
 
-    def weighted(self, model: nn.Module, out: Any) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def weighted(
+        self, model: nn.Module, out: Any, global_counts: bool = True
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """(each enabled kind's weighted contribution to the loss — they sum to it; pooled CE splits into its
-        text and action parts —, the unweighted terms)."""
+        text and action parts —, the unweighted terms). With a ``count_reducer`` and ``global_counts`` the
+        contributions divide by the counts averaged over the processes (module docstring)."""
         need = self._need()
         sums = _ce_sums(out, need)
+        if global_counts and self.count_reducer is not None:
+            parts, terms = self._global_parts(model, out, sums, need)
+            return parts, terms
         terms = {k: s / c for k, (s, c) in sums.items()}
         if self.ce == "pooled":
             n = sum(c for _, c in sums.values())
@@ -172,6 +188,37 @@ class WallObjective(nn.Module):
         flow = loss_terms(out, self._flow(model), tuple(k for k in need if k == "flow"))
         terms.update(flow)
         parts.update({k: self.weights[k] * v for k, v in flow.items()})
+        return parts, terms
+
+    def _global_parts(
+        self, model: nn.Module, out: Any, sums: dict[str, tuple[Tensor, int]], need: tuple[str, ...]
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """:meth:`weighted` with every sum divided by its count's mean over the processes (one collective with
+        the counts of every enabled kind, 0 where this process has none, so all processes call it alike)."""
+        assert self.count_reducer is not None
+        fm = self._flow(model)
+        mask = out.action_loss_mask
+        has_flow = "flow" in need and out.v_pred is not None and mask is not None and bool(mask.sum() > 0)
+        tensors = [out.v_pred, out.text_logits, out.action_logits]
+        dev = next((x.device for x in tensors if x is not None), torch.device("cpu"))
+        local = [
+            float(sums[k][1])
+            if k in sums
+            else (float(fm.count(mask, out.x1)) if k == "flow" and has_flow else 0.0)
+            for k in need
+        ]
+        mean = dict(zip(need, self.count_reducer(torch.tensor(local, device=dev)).unbind(0), strict=True))
+        if self.ce == "pooled":
+            pooled = sum((mean[k] for k in need if k != "flow"), torch.zeros((), device=dev))
+            parts = {k: self.weights[k] * s / pooled for k, (s, _) in sums.items()}
+        else:
+            parts = {k: self.weights[k] * s / mean[k] for k, (s, _) in sums.items()}
+        terms = {k: s / c for k, (s, c) in sums.items()}
+        if has_flow:
+            parts["flow"] = self.weights["flow"] * fm.loss(
+                out.v_pred.float(), out.x0, out.x1, out.t, mask, denominator=mean["flow"]
+            )
+            terms["flow"] = fm.loss(out.v_pred.float(), out.x0, out.x1, out.t, mask).detach()
         return parts, terms
 
     def terms(self, model: nn.Module, batch: Any, generator: Generators = None) -> dict[str, Tensor]:
@@ -198,7 +245,7 @@ class WallObjective(nn.Module):
         weighted contribution to the loss (pooled CE split into its text / action parts); also ``norm/<term>``."""
         backbone: Any = model.backbone
         params = params or [p for p in backbone.parameters() if p.requires_grad]
-        parts, _ = self.weighted(model, self.outputs(model, batch))
+        parts, _ = self.weighted(model, self.outputs(model, batch), global_counts=False)  # one process alone
         norms: dict[str, float] = {}
         for k, v in parts.items():
             grads = torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)

@@ -9,7 +9,7 @@ conditioned velocity callable), and modules (:class:`ActionExpert`, :class:`Acti
 
 from .attention import block_mask_from_dense, flex_joint_attention
 from .convention import from_openpi_time, from_openpi_velocity_fn, to_openpi_time, to_openpi_velocity
-from .losses import REDUCTIONS, broadcast_mask, flow_loss, masked_mean
+from .losses import REDUCTIONS, broadcast_mask, flow_loss, loss_count, masked_mean
 from .matching import FlowMatching, Generators
 from .modules import (
     ActionExpert,
@@ -66,6 +66,7 @@ __all__ = [
     "from_openpi_velocity_fn",
     "guidance_weight",
     "joint_attention",
+    "loss_count",
     "masked_mean",
     "prefix_sample",
     "prefix_times",

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .losses import REDUCTIONS, broadcast_mask, flow_loss
+from .losses import REDUCTIONS, broadcast_mask, flow_loss, loss_count
 from .paths import LinearPath, PathSample
 from .solvers import SOLVERS, VelocityFn, sample
 from .timesamplers import BetaTimeSampler, TimeSampler
@@ -165,12 +165,32 @@ class FlowMatching:
         t: Tensor,
         mask: Tensor | None = None,
         prefix_mask: Tensor | None = None,
+        denominator: Tensor | None = None,
     ) -> Tensor:
         """Scalar masked flow loss of ``v_pred`` [B, H, D] (see :func:`wall_flow.flow_loss`); ``prefix_mask``
-        [B, H] bool (training-time RTC, from :meth:`draw`) removes the clean-prefix steps from ``mask``."""
+        [B, H] bool (training-time RTC, from :meth:`draw`) removes the clean-prefix steps from ``mask``;
+        ``denominator`` replaces this batch's :meth:`count` (e.g. its mean over data-parallel processes)."""
         if prefix_mask is not None:
             mask = self.exclude_prefix(mask, prefix_mask, v_pred)
-        return flow_loss(v_pred, x0, x1, t, mask=mask, space=self.loss_space, reduction=self.reduction)
+        return flow_loss(
+            v_pred,
+            x0,
+            x1,
+            t,
+            mask=mask,
+            space=self.loss_space,
+            reduction=self.reduction,
+            denominator=denominator,
+        )
+
+    def count(self, mask: Tensor | None, x1: Tensor, prefix_mask: Tensor | None = None) -> Tensor:
+        """The count :meth:`loss` divides by for this ``mask`` / ``prefix_mask`` over actions ``x1`` [B, H, D]."""
+        m = (
+            self.exclude_prefix(mask, prefix_mask, x1)
+            if prefix_mask is not None
+            else broadcast_mask(mask, x1)
+        )
+        return loss_count(m, x1, self.reduction)
 
     @staticmethod
     def exclude_prefix(mask: Tensor | None, prefix_mask: Tensor, like: Tensor) -> Tensor:

@@ -77,6 +77,9 @@ class TrainerConfig:
     # flow times/noise: "batch" (one generator per step) | "sample" (one per global row: a data-parallel run
     # draws what one process with the same global batch draws; see WallLightningModule)
     flow_noise: str = "batch"
+    # data parallel: divide each loss term by its count averaged over the processes (the global batch's loss
+    # and gradients, however tokens / valid action elements fall between them); false = each process's own
+    global_loss_denominators: bool = True
     # recompute every backbone decoder layer, expert layer and vision block in backward (same values and
     # gradients, activation memory ~ one layer's; WallVLA.set_activation_checkpointing)
     activation_checkpointing: bool = False

@@ -71,8 +71,10 @@ class WallLightningModule(L.LightningModule):
     global row of local row j on rank r of W is ``r + W·j`` (the interleaving of torch's
     ``DistributedSampler``, which Lightning installs under DDP), so a W-process run draws for each sample
     what a one-process run with the same global batch draws (data-parallel parity). Under several
-    processes the history's ``loss`` is the mean over ranks (the global batch's loss when every rank's
-    loss has the same denominator); its other terms are rank 0's.
+    processes the history's ``loss`` is the mean over ranks, which is the global batch's loss: with
+    ``global_denominators`` (default) the objective divides every term by its count averaged over the ranks
+    (:class:`~wall_core.objective.WallObjective` ``count_reducer``), so the averaged gradients are those of
+    the global batch however its tokens fall between ranks; its other terms are rank 0's.
 
     ``guard`` (default: stop) checks each step's loss and gradients; a skipped step (``on_nonfinite="skip"``)
     returns no loss / drops its gradients, so the optimiser does not move. ``history_path``: when given, the
@@ -88,8 +90,10 @@ class WallLightningModule(L.LightningModule):
         history_path: str | Path | None = None,
         history_every: int = 10,
         flow_noise: str = "batch",
+        global_denominators: bool = True,
     ) -> None:
         super().__init__()
+        self.global_denominators = global_denominators
         if flow_noise not in FLOW_NOISE:
             raise ValueError(f"flow_noise must be one of {FLOW_NOISE}, got {flow_noise!r}")
         self.flow_noise = flow_noise
@@ -103,6 +107,7 @@ class WallLightningModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         """One batch -> the weighted loss (scalar), or ``None`` when the guard skips a non-finite loss."""
+        self._wire_count_reducer()
         out = self.objective(self.model, batch, generator=self.generators(batch.batch_size))
         step = int(self.global_step)
         global_loss = self._global_mean(out.loss.detach())  # every rank joins, before any early return
@@ -136,6 +141,15 @@ class WallLightningModule(L.LightningModule):
             return torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         rank, world = (self.global_rank, self.trainer.world_size) if self._trainer is not None else (0, 1)
         return row_generators(self.seed, step, [rank + world * j for j in range(batch_size)])
+
+    def _wire_count_reducer(self) -> None:
+        """Under several processes (and ``global_denominators``) the objective gets the strategy's mean over
+        ranks as its ``count_reducer``; an objective without that attribute is left alone."""
+        if not self.global_denominators or self._trainer is None or self.trainer.world_size == 1:
+            return
+        if getattr(self.objective, "count_reducer", False) is None:
+            strategy = self.trainer.strategy
+            self.objective.count_reducer = lambda v: strategy.reduce(v, reduce_op="mean")
 
     def _global_mean(self, value: torch.Tensor) -> float:
         """``value`` averaged over the processes of a distributed run (itself when there is one)."""

@@ -273,7 +273,8 @@ def train(
     tc = cfg.trainer
     guard = NonFiniteGuard(tc.on_nonfinite, tc.max_nonfinite_skips)
     module = WallLightningModule(
-        model, objective, cfg.optim, cfg.seed, guard, out / "history.json", tc.log_every_n_steps, tc.flow_noise
+        model, objective, cfg.optim, cfg.seed, guard, out / "history.json", tc.log_every_n_steps, tc.flow_noise,
+        tc.global_loss_denominators,
     )  # fmt: skip
     module.config_text = config_text(cfg)
     if tc.strategy == "fsdp2":
