@@ -12,6 +12,7 @@ on the embedded default's MetaWorld tasks and evaluated closed-loop on ``--episo
     disc-0.01 / 0.1 / 0.3  0.3 / w / 1, full
     action_ce+flow       0   / 0.3  / 1, full        (diagnostic: all3-full without the VQA rows and text CE, so
                                                       the same robot samples per step as flow-only)
+    ce-0.01              0.01 / 0.01 / 1, full       (diagnostic: both CE terms nearly off, VQA rows kept)
 
 Per arm: success mean ± std over seeds, per task and overall; the backbone-gradient share of each term at the end
 of training; the chunk latency of the action path it uses. The JSON line and the table are printed, and the table
@@ -47,6 +48,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "all3-insulated": {"objective": {"w_text_ce": 0.3, "w_action_ce": 0.3, "w_flow": 1.0}, "bridge": "insulated"},
     **{f"disc-{w}": {"objective": {"w_text_ce": 0.3, "w_action_ce": w, "w_flow": 1.0}} for w in (0.01, 0.1)},
     "action_ce+flow": {"objective": {"w_text_ce": 0.0, "w_action_ce": 0.3, "w_flow": 1.0}},
+    "ce-0.01": {"objective": {"w_text_ce": 0.01, "w_action_ce": 0.01, "w_flow": 1.0}},
 }  # fmt: skip
 # disc-0.3 is all3-full (same weights, same bridge): trained once, reported under both names.
 ALIASES = {"disc-0.3": "all3-full"}
