@@ -13,6 +13,7 @@ on the embedded default's MetaWorld tasks and evaluated closed-loop on ``--episo
     action_ce+flow       0   / 0.3  / 1, full        (diagnostic: all3-full without the VQA rows and text CE, so
                                                       the same robot samples per step as flow-only)
     ce-0.01              0.01 / 0.01 / 1, full       (diagnostic: both CE terms nearly off, VQA rows kept)
+    action_ce0.01+flow   0   / 0.01 / 1, full        (diagnostic: neither VQA rows nor a large CE term)
 
 Per arm: success mean ± std over seeds, per task and overall; the backbone-gradient share of each term at the end
 of training; the chunk latency of the action path it uses. The JSON line and the table are printed, and the table
@@ -49,6 +50,7 @@ ARMS: dict[str, dict[str, Any]] = {
     **{f"disc-{w}": {"objective": {"w_text_ce": 0.3, "w_action_ce": w, "w_flow": 1.0}} for w in (0.01, 0.1)},
     "action_ce+flow": {"objective": {"w_text_ce": 0.0, "w_action_ce": 0.3, "w_flow": 1.0}},
     "ce-0.01": {"objective": {"w_text_ce": 0.01, "w_action_ce": 0.01, "w_flow": 1.0}},
+    "action_ce0.01+flow": {"objective": {"w_text_ce": 0.0, "w_action_ce": 0.01, "w_flow": 1.0}},
 }  # fmt: skip
 # disc-0.3 is all3-full (same weights, same bridge): trained once, reported under both names.
 ALIASES = {"disc-0.3": "all3-full"}
