@@ -199,8 +199,10 @@ def _demo_multi(args: argparse.Namespace) -> int:
     kw: dict[str, Any] = {"out": args.out or "runs/demo_multi"}
     if args.objective:
         kw["objective"] = json.loads(args.objective)
+    if args.seeds:
+        kw["seeds"] = args.seeds
     cfg = MultiDemoConfig.quick(**kw) if args.quick else MultiDemoConfig(**kw)
-    result = run_multi_demo(cfg)
+    result = run_multi_demo(cfg, worker=args.worker, workers=args.workers)
     logger.info("per-embodiment success:\n%s\nsee %s", result["table"], Path(cfg.out) / "report.md")
     return 0
 
@@ -301,6 +303,11 @@ def _add_data_parsers(sub: Any) -> None:
         help="one model on MetaWorld + ALOHA vs one model per robot, per-embodiment success table",
     )
     d.add_argument("--out", help="default: runs/demo (runs/demo_multi with --multi)")
+    d.add_argument("--seeds", nargs="+", type=int, help="--multi: training seeds (default 0 1 2; --quick: 0)")
+    d.add_argument("--worker", type=int, default=0, help="--multi: this process's index among --workers")
+    d.add_argument(
+        "--workers", type=int, default=1, help="--multi: processes sharing the (seed, model) cells"
+    )
     d.add_argument("--mode", choices=["flow", "discrete"], help="which action head the evaluated policy uses")
     d.add_argument(
         "--objective",

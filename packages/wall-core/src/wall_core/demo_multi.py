@@ -8,17 +8,22 @@ absolute), one camera slot (ALOHA's ``top`` camera is recorded under MetaWorld's
 action tokens (one FAST tokenizer per embodiment). Steps are matched per robot: a single-robot model trains
 ``steps_per_robot`` steps, the two-robot model ``2 x steps_per_robot`` on a 1:1 mixture.
 
-Full measurement (>= 3 seeds, >= 20 held-out episodes per task; hours on 2 CPU cores, NOT yet measured):
-``wall demo --multi --out runs/demo_multi`` (the defaults below: seeds 0 1 2, 20 episodes per task).
+Full measurement (>= 3 seeds, >= 20 held-out episodes per task; hours on 2 CPU cores):
+``wall demo --multi --out runs/demo_multi`` (the defaults below: seeds 0 1 2, 20 episodes per task); on two
+cores run ``--worker 0 --workers 2`` and ``--worker 1 --workers 2`` side by side (the cells are shared out, the
+demos made once, every finished cell kept, so any run resumes).
 ``wall demo --multi --quick`` is a smoke run of the same path (tiny data, steps and episodes).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,37 +189,122 @@ def success_table(results: dict[str, dict[str, dict[str, list[float]]]]) -> str:
     return "\n".join(lines)
 
 
-def _run_seed(cfg: MultiDemoConfig, out: Path, data: Path, seed: int, results: dict[str, Any]) -> None:
-    """Train and evaluate the two-robot model and both single-robot models for one seed."""
-    arms = {"multi": ROBOTS, "metaworld_only": ("metaworld",), "aloha_only": ("aloha",)}
-    for arm, robots in arms.items():
-        run = out / arm / f"seed{seed}"
-        t0 = time.perf_counter()
-        policy, module = train(_train_config(cfg, run / "train", data, robots, seed))
-        train_s = time.perf_counter() - t0
-        for robot in robots:
-            report = _evaluate(cfg, policy, robot, data, run / "eval" / robot, seed)
-            for task, row in report.per_task().items():
-                cell = results[arm].setdefault(f"{robot}: {task}", {"success": [], "refused": []})
-                cell["success"].append(row["success_rate"])
-                cell["refused"].append(row["refused_chunks"])
-        results[arm].setdefault("_train_s", []).append(train_s)
-        results[arm].setdefault("_final_losses", []).append(module.history[-1] if module.history else {})
+ARMS: dict[str, tuple[str, ...]] = {
+    "multi": ROBOTS,
+    "metaworld_only": ("metaworld",),
+    "aloha_only": ("aloha",),
+}
 
 
-def run_multi_demo(cfg: MultiDemoConfig) -> dict[str, Any]:
+def _fingerprint(cfg: MultiDemoConfig) -> dict[str, Any]:
+    """The settings a finished cell depends on (everything but where it runs and which seeds are asked)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("out", "seeds", "data_dir")}
+
+
+def _run_cell(cfg: MultiDemoConfig, out: Path, data: Path, arm: str, seed: int) -> dict[str, Any]:
+    """Train and evaluate one model (``arm``) with one seed; the result is kept in ``out/arm/seedN/cell.json``
+    and read back instead of retrained when it was made with the same settings (so a run resumes)."""
+    run = out / arm / f"seed{seed}"
+    done = run / "cell.json"
+    if done.is_file():
+        cell = json.loads(done.read_text())
+        if cell.get("config") == _fingerprint(cfg):
+            logger.info("%s seed %d: reusing %s", arm, seed, done)
+            return dict(cell)
+        logger.info("%s seed %d: %s was made with other settings; retraining", arm, seed, done)
+    t0 = time.perf_counter()
+    policy, module = train(_train_config(cfg, run / "train", data, ARMS[arm], seed))
+    cell = {"config": _fingerprint(cfg), "per_task": {}, "train_s": time.perf_counter() - t0,
+            "final_losses": module.history[-1] if module.history else {}}  # fmt: skip
+    for robot in ARMS[arm]:
+        report = _evaluate(cfg, policy, robot, data, run / "eval" / robot, seed)
+        for task, row in report.per_task().items():
+            cell["per_task"][f"{robot}: {task}"] = {
+                "success": row["success_rate"],
+                "refused": row["refused_chunks"],
+            }
+    done.write_text(json.dumps(cell, indent=2, default=float))
+    return cell
+
+
+def _collect(cfg: MultiDemoConfig, out: Path) -> dict[str, dict[str, Any]]:
+    """Every finished cell of ``cfg.seeds`` under ``out`` -> ``{model: {task: {success: [...], refused: [...]},
+    _train_s: [...], _final_losses: [...]}}`` (a cell not finished yet is left out, so the table counts seeds)."""
+    results: dict[str, dict[str, Any]] = {arm: {} for arm in ARMS}
+    for seed in cfg.seeds:
+        for arm in ARMS:
+            f = out / arm / f"seed{seed}" / "cell.json"
+            cell = json.loads(f.read_text()) if f.is_file() else None
+            if cell is None or cell.get("config") != _fingerprint(cfg):
+                continue
+            for task, row in cell["per_task"].items():
+                slot = results[arm].setdefault(task, {"success": [], "refused": []})
+                slot["success"].append(row["success"])
+                slot["refused"].append(row["refused"])
+            results[arm].setdefault("_train_s", []).append(cell["train_s"])
+            results[arm].setdefault("_final_losses", []).append(cell["final_losses"])
+    return results
+
+
+def _done_seeds(out: Path, arm: str, cfg: MultiDemoConfig) -> set[str]:
+    """The ``seedN`` folders of ``arm`` whose cell finished with these settings."""
+    found = set()
+    for f in (out / arm).glob("seed*/cell.json"):
+        if json.loads(f.read_text()).get("config") == _fingerprint(cfg):
+            found.add(f.parent.name)
+    return found
+
+
+# relative CPU cost of one cell: training steps (the two-robot model trains twice as long) + evaluation
+# (a 400-step ALOHA episode costs about 4x a 150-step MetaWorld one; both robots' tasks x episodes)
+COST = {"multi": 4.0, "metaworld_only": 1.5, "aloha_only": 2.0}
+
+
+def _share(cells: list[tuple[int, str]], workers: int) -> list[list[tuple[int, str]]]:
+    """Deal the cells to ``workers`` lists, costliest first, each to the least loaded list (deterministic, so
+    every worker computes the same split on its own)."""
+    shares: list[list[tuple[int, str]]] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    for cell in sorted(cells, key=lambda c: (-COST[c[1]], c[0])):
+        k = load.index(min(load))
+        shares[k].append(cell)
+        load[k] += COST[cell[1]]
+    return shares
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive file lock, so parallel workers make the shared demos once (the others wait, then reuse)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_multi_demo(cfg: MultiDemoConfig, worker: int = 0, workers: int = 1) -> dict[str, Any]:
     """Demos of both robots -> per seed: the two-robot model and one model per robot -> held-out evaluation
-    -> ``out/{result.json, report.md}``; returns the result (``table``: the per-embodiment success table)."""
+    -> ``out/{result.json, report.md}``; returns the result (``table``: the per-embodiment success table).
+
+    The (seed, model) cells are shared out to ``workers`` processes by their cost (:func:`_share`); this one runs those with index
+    ``worker`` (start the others with the same config, same ``out``). Each finished cell is kept, so a rerun
+    resumes, and every worker writes the report of the cells finished so far (the last one to end: all)."""
+    if not 0 <= worker < workers:
+        raise ValueError(f"worker must be in [0, workers={workers}), got {worker}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data = Path(cfg.data_dir) if cfg.data_dir else out / "data"
     t0 = time.perf_counter()
-    demos = _demo_data(cfg, data)
+    with _locked(data.parent / f".{data.name}.lock"):
+        demos = _demo_data(cfg, data)
     timings = {"demos_s": time.perf_counter() - t0}
-    results: dict[str, dict[str, Any]] = {"multi": {}, "metaworld_only": {}, "aloha_only": {}}
-    for seed in cfg.seeds:
-        _run_seed(cfg, out, data, seed, results)
+    cells = [(seed, arm) for seed in cfg.seeds for arm in ARMS]
+    for seed, arm in _share(cells, workers)[worker]:
+        _run_cell(cfg, out, data, arm, seed)
     timings["total_s"] = time.perf_counter() - t0
+    results = _collect(cfg, out)
     table = success_table(
         {m: {t: v for t, v in r.items() if not t.startswith("_")} for m, r in results.items()}
     )
@@ -230,5 +320,8 @@ def run_multi_demo(cfg: MultiDemoConfig) -> dict[str, Any]:
         "Final training losses per dataset and term (mean over seeds):", "",
         final_loss_table({m: r.get("_final_losses", []) for m, r in results.items()}),
     ]) + "\n")  # fmt: skip
+    missing = [f"{arm} seed {seed}" for seed, arm in cells if f"seed{seed}" not in _done_seeds(out, arm, cfg)]
+    if missing:
+        logger.info("cells not finished yet (other workers or a later run): %s", ", ".join(missing))
     logger.info("multi demo finished; report in %s", out / "report.md")
     return result
