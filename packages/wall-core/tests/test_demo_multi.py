@@ -54,3 +54,50 @@ def test_quick_multi_demo_end_to_end(tmp_path):
                 len(ev["episodes"]) == 1 and 0.0 <= next(iter(ev["per_task"].values()))["success_rate"] <= 1.0
             )
     assert (tmp_path / "run" / "report.md").read_text().count("|") > 10
+
+
+def test_cells_are_shared_out_by_cost_and_every_worker_gets_the_same_split():
+    from wall_core.demo_multi import ARMS, COST, _share
+
+    cells = [(s, a) for s in (0, 1, 2) for a in ARMS]
+    shares = _share(cells, 2)
+    assert sorted(c for share in shares for c in share) == sorted(cells)  # each cell once
+    loads = [sum(COST[a] for _, a in share) for share in shares]
+    assert max(loads) - min(loads) <= max(COST.values()) / 2 and shares == _share(cells, 2)
+    assert _share(cells, 1) == [sorted(cells, key=lambda c: (-COST[c[1]], c[0]))]
+
+
+def test_finished_cells_are_reused_and_cells_from_other_settings_are_not_counted(tmp_path, monkeypatch):
+    import wall_core.demo_multi as dm
+
+    cfg = MultiDemoConfig(out=str(tmp_path), seeds=[0, 1])
+    data = tmp_path / "data"
+    data.mkdir()
+    key = [cfg.metaworld_tasks, cfg.aloha_tasks, cfg.metaworld_episodes, cfg.aloha_episodes, cfg.image_size,
+           cfg.metaworld_max_steps, cfg.aloha_max_steps]  # fmt: skip
+    (data / "demos.json").write_text(json.dumps({"config": key, "summary": {"metaworld": {}, "aloha": {}}}))
+
+    def cell(rate, config):
+        return {"config": config, "train_s": 1.0, "final_losses": {"loss": 0.1},
+                "per_task": {"metaworld: reach-v3": {"success": rate, "refused": 0}}}  # fmt: skip
+
+    for seed, rate in ((0, 0.5), (1, 1.0)):
+        for arm in dm.ARMS:
+            (tmp_path / arm / f"seed{seed}").mkdir(parents=True)
+            (tmp_path / arm / f"seed{seed}" / "cell.json").write_text(
+                json.dumps(cell(rate, dm._fingerprint(cfg)))
+            )
+    stale = dm._fingerprint(MultiDemoConfig(steps_per_robot=7))
+    (tmp_path / "aloha_only" / "seed1" / "cell.json").write_text(json.dumps(cell(0.0, stale)))
+    trained = []
+    monkeypatch.setattr(
+        dm, "train", lambda *a, **k: trained.append(a) or (_ for _ in ()).throw(RuntimeError("x"))
+    )
+    with pytest.raises(RuntimeError):  # the stale cell (other settings) is retrained, the others are not
+        dm.run_multi_demo(cfg)
+    assert len(trained) == 1 and "aloha_only" in str(trained[0][0].out_dir)
+    results = dm._collect(cfg, tmp_path)
+    assert results["multi"]["metaworld: reach-v3"]["success"] == [0.5, 1.0]
+    assert results["aloha_only"]["metaworld: reach-v3"]["success"] == [0.5]  # the stale seed-1 cell left out
+    with pytest.raises(ValueError, match="worker must be in"):
+        dm.run_multi_demo(cfg, worker=2, workers=2)

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
-from tqdm.auto import tqdm
 
 from .demo_writer import expert_frames, record_demos
 from .heldout import LayoutRecord
+from .progress import progress
 from .sim_aloha import ALOHA_JOINTS, ENV_STATE_KEY, STATE_KEY, AlohaEnv, _aloha, make_control_env
 
 __all__ = ["AlohaScriptedExpert", "generate_aloha_demos"]
@@ -233,7 +233,7 @@ def generate_aloha_demos(
         feats[env.image_key] = {"dtype": "video", "shape": [image_size, image_size, 3]}
     writer = LeRobotWriter(root, fps=50, features=feats, robot_type="aloha_bimanual")
     record = LayoutRecord("aloha", meta={"pool": "train", "seed": seed})
-    bar = tqdm(total=episodes, desc="aloha demos", unit="ep", disable=None)
+    bar = progress(episodes, "aloha demos", "ep", logger)
     candidates = (list(range(3 * episodes)) if layouts is None else list(layouts))[: 3 * episodes]
 
     def episode(variant: int, attempt: int) -> tuple[list[dict[str, Any]], bool]:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .guard import ActionGuard, checked_chunk
+from .progress import progress
 from .realtime import AsyncChunker, smoothness
 from .report import write_report
 from .robot import Policy, Robot, SafeRobot, SafetyLimits, UnsafeActionError
@@ -275,7 +275,7 @@ def _run_tasks(
     seed: int, variant_offset: int, max_steps: int, recorder: Any | None,
 ) -> None:  # fmt: skip
     """Every episode of every task into ``report`` (first trajectory per task kept), with a progress bar."""
-    bar = tqdm(total=len(tasks) * episodes, desc="evaluating", unit="ep", disable=None)
+    bar = progress(len(tasks) * episodes, "evaluating", "ep", logger)
     try:
         for task in tasks:
             env = envs.make(task)

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .demo_writer import expert_frames, record_demos
 from .heldout import Layout, LayoutRecord, as_layout_record
+from .progress import progress
 
 __all__ = ["MetaWorldEnv", "ScriptedExpert", "generate_demos", "instruction_for", "preload_triton"]
 logger = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ def generate_demos(
     writer = LeRobotWriter(root, fps=80, features=_demo_features(image_size), robot_type="metaworld_sawyer")
     record = LayoutRecord("metaworld", meta={"pool": "train", "layout_seed": layout_seed})
     summary: dict[str, Any] = {"tasks": {}, "episodes": 0, "frames": 0, "layouts": {}}
-    bar = tqdm(total=len(tasks) * episodes_per_task, desc="expert demos", unit="ep", disable=None)
+    bar = progress(len(tasks) * episodes_per_task, "expert demos", "ep", logger)
     for ti, task in enumerate(tasks):
         env = MetaWorldEnv(task, image_size, max_steps=max_steps, seed=layout_seed, layouts="train")
         expert = ScriptedExpert(task, noise=noise, seed=seed + ti)
