@@ -78,3 +78,17 @@ def test_two_robots_train_export_and_serve_each(roots, tmp_path):
         [{k: v for k, v in wd.LeRobotDataset(roots["aloha"], action_horizon=4, name="aloha")[0].items()}]
     )
     assert torch.equal(batch.dof_mask[0].nonzero()[:, 0], torch.tensor([*range(6), 9, *range(10, 16), 19]))
+
+
+def test_layout_auto_is_canonical_for_several_named_robots_and_packed_otherwise(caplog):
+    import logging
+
+    from wall_core.training.run import _layout
+
+    two = {"arm": {"embodiment": "arm7_gripper"}, "aloha": {"embodiment": "aloha_bimanual"}}
+    with caplog.at_level(logging.INFO, logger="wall_core.training.run"):
+        assert _layout("auto", two) == "canonical"
+    assert "data.layout=auto -> canonical" in caplog.text
+    assert _layout("auto", {"arm": {"embodiment": "arm7_gripper"}}) == "packed"  # one robot: its own dims
+    assert _layout("auto", {**two, "x": {}}) == "packed"  # a robot without a spec cannot be placed by name
+    assert _layout("packed", two) == "packed" and _layout("canonical", {"arm": {}}) == "canonical"

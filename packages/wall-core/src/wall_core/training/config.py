@@ -23,8 +23,9 @@ class DataConfig:
     #        action dim names; the action stats are recomputed on relative chunks)}
     datasets: list[dict[str, Any]] = field(default_factory=list)
     # packed: each robot's dims from index 0 (or its spec's slots); canonical: named fields in the
-    # 26-D canonical layout (wall_data.canonical_registry; every robot dataset names its embodiment)
-    layout: str = "packed"
+    # 26-D canonical layout (wall_data.canonical_registry; every robot dataset names its embodiment);
+    # auto (default): canonical when several robot datasets all name their embodiment, else packed
+    layout: str = "auto"
     batch_size: int = 16
     num_workers: int = 0
     # text limits, in tokens of the model's text tokenizer: a longer instruction / VQA question is cut (counted);

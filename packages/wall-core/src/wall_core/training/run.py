@@ -149,7 +149,7 @@ def fit_action_tokenizer(
 def _embodiments(cfg: TrainConfig, robots: dict[str, dict[str, Any]]) -> dict[str, wall_data.EmbodimentSpec]:
     """``{dataset: spec}`` of the robot datasets that name an ``embodiment`` (all of them in the canonical
     layout, placed in the model's state/action widths)."""
-    layout = cfg.data.layout
+    layout = _layout(cfg.data.layout, robots)
     if layout == "packed":
         reg = wall_data.default_registry()
     elif layout == "canonical":
@@ -162,8 +162,22 @@ def _embodiments(cfg: TrainConfig, robots: dict[str, dict[str, Any]]) -> dict[st
         names = sorted({d["embodiment"] for d in robots.values()})
         reg = wall_data.canonical_registry(cfg.model.state_dim, cfg.model.action_dim, robots=names)
     else:
-        raise ValueError(f"data.layout must be 'packed' or 'canonical', got {layout!r}")
+        raise ValueError(f"data.layout must be 'auto', 'packed' or 'canonical', got {layout!r}")
     return {name: reg.get(d["embodiment"]) for name, d in robots.items() if d.get("embodiment")}
+
+
+def _layout(layout: str, robots: Mapping[str, Mapping[str, Any]]) -> str:
+    """``data.layout`` resolved: ``auto`` is canonical when there are several robot datasets and every one names
+    its embodiment (one model, many robots: the released model's padded space), else packed (one robot: its
+    own dims from index 0, nothing to align with). The choice is logged."""
+    if layout != "auto":
+        return layout
+    named = bool(robots) and all(d.get("embodiment") for d in robots.values())
+    chosen = "canonical" if len(robots) > 1 and named else "packed"
+    logger.info(
+        "data.layout=auto -> %s (%d robot dataset(s), embodiments named: %s)", chosen, len(robots), named
+    )
+    return chosen
 
 
 def _relative(
