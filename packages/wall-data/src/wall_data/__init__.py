@@ -6,6 +6,7 @@ from .layout import DatasetFormatError, validate_v30
 from .mixture import IndexedMixture, VQADataset, WeightedMixture
 from .normalize import Normalizer, NormalizerSet
 from .reader import LeRobotDataset
+from .rotations import RotationConversion
 from .stats import (
     FeatureStats,
     StatsAccumulator,
@@ -35,6 +36,7 @@ __all__ = [
     "PaddedSpace",
     "Problem",
     "RelativeActions",
+    "RotationConversion",
     "StatsAccumulator",
     "VQADataset",
     "WeightedMixture",
