@@ -199,3 +199,19 @@ def test_an_error_in_finalize_or_a_save_loses_nothing_saved(tmp_path, monkeypatc
     assert ds.num_episodes == 3 and ds[11]["action"][0].tolist() == [2, 3]
     stats = wd.load_stats(tmp_path / "e/meta/stats.json")["action"]
     assert stats.count == 12 and stats.mean.tolist() == [1.0, 1.5]  # the failed save counted nothing
+
+
+def test_float64_features_round_trip_exactly_with_stats(tmp_path):
+    x = np.random.default_rng(1).normal(size=(5, 2)) * 1e-3 + 1.0  # not representable in float32
+    w = wd.LeRobotWriter(tmp_path / "f64", fps=10, features={"x": {"dtype": "float64", "shape": [2]}})
+    for row in x:
+        w.add_frame({"x": row})
+    w.save_episode("t")
+    ds = wd.LeRobotDataset(w.finalize())
+    assert ds.arrays["x"].dtype == np.float64 and np.array_equal(ds.arrays["x"], x)
+    stats = wd.load_stats(tmp_path / "f64/meta/stats.json")["x"]
+    assert np.array_equal(stats.min, x.min(0)) and np.allclose(stats.mean, x.mean(0), rtol=0, atol=1e-15)
+    assert wd.validate_dataset(tmp_path / "f64") == []
+    with pytest.raises(ValueError, match="'x' overflows float32"):
+        w2 = wd.LeRobotWriter(tmp_path / "big", fps=10, features={"x": {"dtype": "float64", "shape": [1]}})
+        w2.add_frame({"x": [1e300]})

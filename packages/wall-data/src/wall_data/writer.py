@@ -47,9 +47,11 @@ from .video import VideoEncoder, append_video
 
 __all__ = ["LeRobotWriter"]
 logger = logging.getLogger(__name__)
-WRITER_DTYPES = ("float32", "int64", "bool", "video", "image", "string")
+WRITER_DTYPES = ("float32", "float64", "int64", "bool", "video", "image", "string")
 CHUNKS_SIZE = 1000
 F32_MAX = float(np.finfo(np.float32).max)
+FLOATS = ("float32", "float64")
+PA_TYPES = {"float32": pa.float32(), "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_()}
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class LeRobotWriter:
     Args:
         root: dataset folder (created).
         fps: frames per second, a finite float > 0 (10.7 is stored as 10.7).
-        features: name -> {"dtype": float32 | int64 | bool | video | image | string, "shape": [...],
+        features: name -> {"dtype": float32 | float64 | int64 | bool | video | image | string, "shape": [...],
             optional "names"}; cameras are [h, w, 3] uint8.
         robot_type: stored in info.json.
         video_codec: FFmpeg encoder for video features.
@@ -133,7 +135,7 @@ class LeRobotWriter:
         self._data, self._meta = _Slot(), _Slot()
         self._video = {k: _Slot() for k in self.video_keys}
         self._stats: dict[str, Any] = {
-            k: StatsAccumulator() for k in self.value_keys if self.features[k]["dtype"] == "float32"
+            k: StatsAccumulator() for k in self.value_keys if self.features[k]["dtype"] in FLOATS
         }
         self._stats.update({k: image_stats_accumulator() for k in self.video_keys + self.image_keys})
         self._finalized = False
@@ -169,7 +171,7 @@ class LeRobotWriter:
             )
         if raw.dtype.kind == "f" and not np.isfinite(raw).all():
             raise ValueError(f"feature {key!r} has NaN/inf at {self._where()}")
-        if ft["dtype"] == "float32" and raw.size and float(np.abs(raw).max()) > F32_MAX:
+        if ft["dtype"] in FLOATS and raw.size and float(np.abs(raw).max()) > F32_MAX:  # the reader refuses
             raise ValueError(
                 f"feature {key!r} overflows float32 (|x| up to {np.abs(raw).max():.3g}) at {self._where()}"
             )
@@ -217,10 +219,7 @@ class LeRobotWriter:
                 cols[key] = pa.array([str(fr[key]) for fr in self._episode], pa.string())
                 continue
             arr = np.stack([fr[key] for fr in self._episode]).reshape(n, -1)
-            flat = pa.array(
-                arr.reshape(-1),
-                type={"float32": pa.float32(), "int64": pa.int64(), "bool": pa.bool_()}[ft["dtype"]],
-            )
+            flat = pa.array(arr.reshape(-1), type=PA_TYPES[ft["dtype"]])
             cols[key] = flat if ft["shape"] == [1] else pa.FixedSizeListArray.from_arrays(flat, arr.shape[1])
         for key in self.image_keys:
             cells = []
