@@ -56,3 +56,23 @@ def test_eval_expert_succeeds_random_fails(tmp_path):
     assert (tmp_path / "report/trajectory_reach-v3.png").exists()
     with pytest.raises(KeyError, match="unknown MetaWorld task"):
         wr.MetaWorldEnv("fly-v3", image_size=None)
+
+
+MT10 = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
+        "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"]  # fmt: skip
+
+
+def test_scripted_expert_for_every_mt10_task():
+    # peg-insert-side-v3's class is SawyerPegInsertionSideV3Policy: names come from MetaWorld's own map
+    state = np.zeros(39)
+    for task in MT10:
+        a = wr.ScriptedExpert(task).act(state)
+        assert a.shape == (4,) and np.all(np.abs(a) <= 1), task
+    with pytest.raises(KeyError, match="no scripted policy for task 'fly-v3'.*reach-v3"):
+        wr.ScriptedExpert("fly-v3")
+
+
+def test_demo_generation_checks_every_task_before_the_first_episode(tmp_path):
+    with pytest.raises(KeyError, match="fly-v3"):
+        wr.generate_demos(["reach-v3", "fly-v3"], 1, tmp_path / "demos", image_size=16)
+    assert not any((tmp_path / "demos").glob("data/**/*.parquet"))

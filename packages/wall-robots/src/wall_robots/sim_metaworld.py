@@ -173,16 +173,14 @@ class ScriptedExpert:
     """MetaWorld's scripted policy for a task, as a wall Policy (chunks of 1 action)."""
 
     def __init__(self, task: str, noise: float = 0.0, seed: int = 0) -> None:
-        policies = importlib.import_module("metaworld.policies")
-        name = (
-            "Sawyer"
-            + "".join(p.capitalize() for p in task.split("-")[:-1])
-            + task.split("-")[-1].upper()
-            + "Policy"
-        )
-        if not hasattr(policies, name):
-            raise KeyError(f"MetaWorld has no scripted policy {name} for task {task!r}")
-        self._policy = getattr(policies, name)()
+        # MetaWorld's own task -> policy map: the class names do not follow the task names everywhere
+        # (peg-insert-side-v3 is SawyerPegInsertionSideV3Policy).
+        known = importlib.import_module("metaworld.policies").ENV_POLICY_MAP
+        if task not in known:
+            raise KeyError(
+                f"MetaWorld has no scripted policy for task {task!r}; tasks with one: {', '.join(sorted(known))}"
+            )
+        self._policy = known[task]()
         self.noise, self.rng = noise, np.random.default_rng(seed)
 
     def act(self, state: np.ndarray) -> np.ndarray:
@@ -258,10 +256,10 @@ def generate_demos(
     writer = LeRobotWriter(root, fps=80, features=_demo_features(image_size), robot_type="metaworld_sawyer")
     record = LayoutRecord("metaworld", meta={"pool": "train", "layout_seed": layout_seed})
     summary: dict[str, Any] = {"tasks": {}, "episodes": 0, "frames": 0, "layouts": {}}
+    experts = [ScriptedExpert(task, noise=noise, seed=seed + ti) for ti, task in enumerate(tasks)]  # fail fast
     bar = progress(len(tasks) * episodes_per_task, "expert demos", "ep", logger)
-    for ti, task in enumerate(tasks):
+    for task, expert in zip(tasks, experts, strict=True):
         env = MetaWorldEnv(task, image_size, max_steps=max_steps, seed=layout_seed, layouts="train")
-        expert = ScriptedExpert(task, noise=noise, seed=seed + ti)
         candidates = list(range(env.num_variants) if layouts is None else layouts)[: 3 * episodes_per_task]
 
         def episode(variant: int, attempt: int) -> tuple[list[dict[str, Any]], bool]:
