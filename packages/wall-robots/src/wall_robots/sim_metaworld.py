@@ -256,7 +256,8 @@ def generate_demos(
     writer = LeRobotWriter(root, fps=80, features=_demo_features(image_size), robot_type="metaworld_sawyer")
     record = LayoutRecord("metaworld", meta={"pool": "train", "layout_seed": layout_seed})
     summary: dict[str, Any] = {"tasks": {}, "episodes": 0, "frames": 0, "layouts": {}}
-    experts = [ScriptedExpert(task, noise=noise, seed=seed + ti) for ti, task in enumerate(tasks)]  # fail fast
+    # every task's expert first: an unknown task fails before any demo is rolled out
+    experts = [ScriptedExpert(task, noise=noise, seed=seed + ti) for ti, task in enumerate(tasks)]
     bar = progress(len(tasks) * episodes_per_task, "expert demos", "ep", logger)
     for task, expert in zip(tasks, experts, strict=True):
         env = MetaWorldEnv(task, image_size, max_steps=max_steps, seed=layout_seed, layouts="train")
