@@ -43,6 +43,7 @@ def main() -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-steps", type=int, default=8000)
+    p.add_argument("--demos-per-task", type=int, default=25, help="scripted-expert demos per task")
     p.add_argument("--episodes", type=int, default=20, help="held-out episodes per task")
     p.add_argument("--out", default="runs/bench_mt10")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 tasks, the demo's quick budget")
@@ -57,14 +58,15 @@ def main() -> None:
     if args.quick:
         cfg = DemoConfig.quick(tasks=MT10[:2], eval_episodes=min(args.episodes, 2), **kw)
     else:
-        cfg = DemoConfig(tasks=MT10, train_steps=args.train_steps, eval_episodes=args.episodes, **kw)
+        cfg = DemoConfig(tasks=MT10, episodes_per_task=args.demos_per_task, train_steps=args.train_steps,
+                         eval_episodes=args.episodes, **kw)  # fmt: skip
     res = run_demo(cfg)
     rows = [[t, f"{100 * r['success_rate']:.0f}%", r["episodes"]] for t, r in sorted(res["per_task"].items())]
     rows.append(
         ["all", f"{100 * res['success_rate']:.0f}%", sum(r["episodes"] for r in res["per_task"].values())]
     )
     meta = {"machine": machine_info(), "arm": args.arm, "seed": args.seed, "train_steps": cfg.train_steps,
-            "episodes_per_task": cfg.eval_episodes, "quick": args.quick}  # fmt: skip
+            "demos_per_task": cfg.episodes_per_task, "episodes_per_task": cfg.eval_episodes, "quick": args.quick}  # fmt: skip
     emit("mt10", {**meta, "success_rate": res["success_rate"], "per_task": res["per_task"],
                   "timings_s": res["timings_s"]}, rows, ["task", "success", "episodes"])  # fmt: skip
 
