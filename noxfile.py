@@ -35,6 +35,13 @@ TEST_DEPS = ["pytest", "hypothesis"]
 NOT_SLOW = ["-m", "not slow"]
 OPENPI_CONSTRAINTS = ROOT / "constraints" / "openpi-client.txt"  # the openpi session's client venv only
 
+# Every session tests what it installed: an inherited PYTHONPATH (a dev shell pointing at packages/*/src) would
+# put all five packages on every venv's path and make the install-alone checks meaningless.
+if os.environ.pop("PYTHONPATH", None):
+    sys.stderr.write(
+        "noxfile: PYTHONPATH is set in this shell; ignored so each session sees only its installs\n"
+    )
+
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 
